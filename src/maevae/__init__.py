@@ -1,0 +1,12 @@
+"""maevae: VAEs with mutual posterior-divergence regularization (Ma, Zhou & Hovy, ICLR 2019).
+
+The package is laid out by the parts of the method: ``data`` (datasets and binarization),
+``nn`` (layers with no probabilistic meaning), ``distributions`` (closed-form densities),
+``models`` (encoder / decoder / prior and their composition), ``objectives`` (ELBO terms and
+the MAE regularizers), ``train`` and ``evaluate``; ``cli`` is a thin layer over them.
+"""
+
+__version__ = "0.1.0"
+
+# Run directories record this; a run written by an incompatible format is refused on load.
+RUN_FORMAT_VERSION = 1

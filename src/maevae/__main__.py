@@ -1,0 +1,6 @@
+"""``python -m maevae`` (and ``torchrun -m maevae``) runs the command line."""
+
+from maevae.cli import main
+
+if __name__ == "__main__":
+    main()
