@@ -1,0 +1,396 @@
+"""Typed configuration: one dataclass per component, defaults = the authors' binary MNIST model.
+
+Presets in ``configs/`` are YAML files holding only what differs from these defaults.
+Loading validates everything: unknown keys, wrong types and out-of-range values raise a
+one-line :class:`~maevae.errors.ConfigError` that names the key and what is allowed.
+The fully resolved config is saved as ``config.yaml`` in every run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from maevae.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    name: Literal["mnist", "fashion_mnist", "digits", "omniglot", "omniglot_mat", "cifar10",
+                  "folder"] = "mnist"
+    split: Literal["mae", "iwae", "classic"] = "mae"
+    n_val: int | None = None  # None: the split's own size
+    test_copies: int = 5  # fixed seeded binarised copies for val/test; 0 = dynamic each pass
+    binarize: bool = True  # False: 8-bit likelihood (colour data)
+    image_size: list[int] | None = None  # [H, W] for folder datasets
+    omniglot_fortran: bool = False  # IWAE's Fortran-order reshape of chardata.mat
+
+
+@dataclass
+class EncoderConfig:
+    type: Literal["resnet", "densenet"] = "resnet"
+    latent_dim: int = 32
+    logvar_clip: float | None = None  # CIFAR: 7.0 (hardtanh to [-7, 7])
+
+
+@dataclass
+class DecoderConfig:
+    type: Literal["pixelcnn", "resnet", "pixelcnnpp"] = "pixelcnn"
+    mode: Literal["small", "large", "paper_literal_6"] = "small"
+    channels: int = 64
+    z_maps: int = 4  # feature maps from z concatenated to the image
+    nmix: int = 10  # pixelcnnpp only
+    dropout: float = 0.5  # pixelcnnpp only
+
+
+@dataclass
+class PriorConfig:
+    type: Literal["af", "normal"] = "af"
+    blocks: int = 4  # dual blocks (2 AF layers each)
+    hidden: int = 320  # MADE hidden units (10 × latent_dim in the authors' code)
+    init_scale: float = 0.1  # DDI scale of the flow
+
+
+@dataclass
+class ModelConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+
+
+@dataclass
+class ObjectiveConfig:
+    eta: float = 0.0  # weight of L_diverse (0 = VLAE)
+    gamma: float = 0.0  # weight of L_smooth
+    div_form: Literal["code", "paper"] = "code"
+    free_bits: float = 0.0  # nats (batch_total) or nats per data dim (per_datadim)
+    free_bits_mode: Literal["off", "batch_total", "per_datadim"] = "off"
+    kl_samples_train: int = 1
+    kl_samples_eval: int = 5
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 100
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    adam_eps: float = 1e-8
+    lr_decay: float = 0.999998  # per-iteration exponential decay
+    lr_schedule: Literal["code", "constant"] = "code"
+    patience: int = 20  # epochs without val-ELBO improvement before halving the LR
+    max_decays: int = 3  # stop at this many halvings
+    min_lr_ratio: float = 0.05  # stop when lr < lr0 × this
+    max_epochs: int = 1000
+    max_steps: int | None = None  # optional hard cap on optimizer steps
+    grad_clip: float = 5.0  # total-norm clip; 0 disables
+    ema_decay: float = 0.999
+    ema_warmup: bool = False  # decay_t = min(decay, (1+t)/(10+t))
+    ddi: bool = True
+    init_batch: int = 500
+    eval_batch: int = 512
+    max_nonfinite: int = 50  # consecutive skipped steps before training stops
+    checkpoint_every: int = 0  # steps between mid-epoch checkpoints; 0 = end of epoch only
+    keep_checkpoints: int = 3
+    precision: Literal["fp32", "bf16"] = "fp32"
+    log_every: int = 50
+    num_threads: int = 0  # torch CPU threads; 0 = torch default
+
+
+@dataclass
+class EvalConfig:
+    nll_samples: int = 4096
+    nll_chunk: int = 512  # importance samples per decoder pass
+    precision: Literal["fp32", "bf16"] = "fp32"
+    max_images: int | None = None  # evaluate the IS-NLL on the first N test images only
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    seed: int = 524287
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+# ---------------------------------------------------------------------------------------
+# Range checks: (dotted key, predicate, what is allowed)
+_CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
+    ("seed", lambda v: v >= 0, "an integer >= 0"),
+    ("data.n_val", lambda v: v is None or v >= 1, "an integer >= 1 or null"),
+    ("data.test_copies", lambda v: v >= 0, "an integer >= 0 (0 = dynamic binarisation)"),
+    ("data.image_size", lambda v: v is None or (len(v) == 2 and all(s >= 1 for s in v)),
+     "null or [H, W] with positive integers"),
+    ("model.encoder.latent_dim", lambda v: v >= 1, "an integer >= 1"),
+    ("model.encoder.logvar_clip", lambda v: v is None or v > 0, "null or a number > 0"),
+    ("model.decoder.channels", lambda v: v >= 2 and v % 2 == 0, "an even integer >= 2"),
+    ("model.decoder.z_maps", lambda v: v >= 1, "an integer >= 1"),
+    ("model.decoder.nmix", lambda v: v >= 1, "an integer >= 1"),
+    ("model.decoder.dropout", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("model.prior.blocks", lambda v: v >= 1, "an integer >= 1"),
+    ("model.prior.hidden", lambda v: v >= 1, "an integer >= 1"),
+    ("model.prior.init_scale", lambda v: v > 0, "a number > 0"),
+    ("objective.eta", lambda v: v >= 0, "a number >= 0"),
+    ("objective.gamma", lambda v: v >= 0, "a number >= 0"),
+    ("objective.free_bits", lambda v: v >= 0, "a number >= 0"),
+    ("objective.kl_samples_train", lambda v: v >= 1, "an integer >= 1"),
+    ("objective.kl_samples_eval", lambda v: v >= 1, "an integer >= 1"),
+    ("train.batch_size", lambda v: v >= 1, "an integer >= 1"),
+    ("train.lr", lambda v: v > 0, "a number > 0"),
+    ("train.betas", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v),
+     "two numbers in [0, 1), e.g. [0.9, 0.999]"),
+    ("train.adam_eps", lambda v: v > 0, "a number > 0"),
+    ("train.lr_decay", lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    ("train.patience", lambda v: v >= 0, "an integer >= 0"),
+    ("train.max_decays", lambda v: v >= 1, "an integer >= 1"),
+    ("train.min_lr_ratio", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("train.max_epochs", lambda v: v >= 1, "an integer >= 1"),
+    ("train.max_steps", lambda v: v is None or v >= 1, "null or an integer >= 1"),
+    ("train.grad_clip", lambda v: v >= 0, "a number >= 0 (0 disables clipping)"),
+    ("train.ema_decay", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("train.init_batch", lambda v: v >= 2, "an integer >= 2"),
+    ("train.eval_batch", lambda v: v >= 2, "an integer >= 2"),
+    ("train.max_nonfinite", lambda v: v >= 1, "an integer >= 1"),
+    ("train.checkpoint_every", lambda v: v >= 0, "an integer >= 0"),
+    ("train.keep_checkpoints", lambda v: v >= 1, "an integer >= 1"),
+    ("train.log_every", lambda v: v >= 1, "an integer >= 1"),
+    ("train.num_threads", lambda v: v >= 0, "an integer >= 0"),
+    ("eval.nll_samples", lambda v: v >= 1, "an integer >= 1 (importance samples K)"),
+    ("eval.nll_chunk", lambda v: v >= 1, "an integer >= 1"),
+    ("eval.max_images", lambda v: v is None or v >= 1, "null or an integer >= 1"),
+]
+
+
+def _cross_checks(cfg: RunConfig) -> None:
+    o, t = cfg.objective, cfg.train
+    if (o.eta > 0 or o.gamma > 0) and t.batch_size < 2:
+        raise ConfigError(f"train.batch_size={t.batch_size} but the MAE regularizer needs pairs "
+                          "of posteriors: use train.batch_size >= 2 (the paper uses 100)")
+    if o.gamma > 0 and t.batch_size < 3:
+        raise ConfigError("train.batch_size must be >= 3 for the smoothness term (gamma > 0): "
+                          "its unbiased std needs at least two distinct pairs")
+    if o.free_bits_mode != "off" and o.free_bits == 0:
+        raise ConfigError(f"objective.free_bits_mode={o.free_bits_mode!r} needs "
+                          "objective.free_bits > 0 (or set free_bits_mode: off)")
+    if cfg.model.decoder.type == "pixelcnnpp" and cfg.data.binarize:
+        raise ConfigError("model.decoder.type=pixelcnnpp models 8-bit colour: set "
+                          "data.binarize=false")
+
+
+# ---------------------------------------------------------------------------------------
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if tp is type(None):
+        return "null"
+    return {int: "an integer", float: "a number", bool: "true/false", str: "a string"}.get(
+        tp, getattr(tp, "__name__", str(tp)))
+
+
+def _coerce(value: Any, tp, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it converted (int -> float)."""
+    origin = typing.get_origin(tp)
+    bad = ConfigError(f"{key}: got {value!r} ({type(value).__name__}); expected {_type_name(tp)}")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{key}: unknown value {value!r}; allowed: "
+                              + ", ".join(repr(a) for a in typing.get_args(tp)))
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise bad
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ConfigError:
+                continue
+        raise bad
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        (inner,) = typing.get_args(tp)
+        return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise bad
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    raise bad  # pragma: no cover
+
+
+def _build(cls, data: dict | None, prefix: str):
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping of keys, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown config key {where}{unknown[0]}; allowed keys here: "
+                          + ", ".join(sorted(fields)))
+    kwargs = {}
+    for name in fields:
+        key = f"{prefix}.{name}" if prefix else name
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, data.get(name), key)
+        elif name in data:
+            kwargs[name] = _coerce(data[name], tp, key)
+    return cls(**kwargs)
+
+
+def _get(cfg: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    for key, ok, allowed in _CHECKS:
+        value = _get(cfg, key)
+        if not ok(value):
+            raise ConfigError(f"{key}={value!r} is out of range; allowed: {allowed}")
+    _cross_checks(cfg)
+    return cfg
+
+
+def from_dict(data: dict) -> RunConfig:
+    return validate(_build(RunConfig, data, ""))
+
+
+def to_dict(cfg: RunConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def parse_override(text: str) -> dict:
+    """``"train.lr=3e-4"`` -> ``{"train": {"lr": 0.0003}}`` (the value is parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key=value, e.g. --set train.max_epochs=1")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise ConfigError(f"--set {text!r}: expected a dotted key such as train.lr")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    out: dict = {}
+    node = out
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+def presets_dir() -> Path:
+    """``configs/`` of the source checkout (maevae is installed in editable mode)."""
+    return Path(__file__).resolve().parents[2] / "configs"
+
+
+def list_presets() -> list[str]:
+    root = presets_dir()
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
+
+
+def read_yaml(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        at = f" at line {line + 1}" if line is not None else ""
+        raise ConfigError(f"config {path} is not valid YAML{at}: fix the syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of keys (got {type(data).__name__})")
+    return data
+
+
+def resolve_preset(name_or_path: str) -> Path:
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") and p.exists():
+        return p
+    cand = presets_dir() / (name_or_path.removesuffix(".yaml") + ".yaml")
+    if cand.exists():
+        return cand
+    if p.suffix in (".yaml", ".yml"):
+        raise ConfigError(f"config file {name_or_path} does not exist")
+    names = list_presets()
+    close = [n for n in names if name_or_path.split("/")[-1] in n][:5] or names[:8]
+    raise ConfigError(f"unknown preset {name_or_path!r}; try one of: {', '.join(close)} "
+                      "(`maevae info --list` shows all)")
+
+
+def load_config(name_or_path: str, overrides: list[str] | None = None) -> RunConfig:
+    """Load a preset name (``mnist/vlae``) or YAML path, apply ``key=value`` overrides."""
+    data = read_yaml(resolve_preset(name_or_path))
+    for text in overrides or []:
+        data = _merge(data, parse_override(text))
+    data.setdefault("name", name_or_path.removesuffix(".yaml").replace("/", "_"))
+    return from_dict(data)
+
+
+def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    data = to_dict(cfg)
+    for text in overrides:
+        data = _merge(data, parse_override(text))
+    return from_dict(data)
+
+
+def dump_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -1,0 +1,55 @@
+"""Closed-form densities as small pure functions (SPEC §1.1, §1.2, §2).
+
+Each function states its direction and its shapes. Everything is in nats.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+LOG_2PI = math.log(2 * math.pi)
+VAR_EPS = 1e-12  # the authors' code adds this to variances in divisions
+
+
+@dataclass
+class DiagGaussian:
+    """q(z|x) = N(mu, diag(exp(logvar))); mu, logvar: [B, D]."""
+
+    mu: torch.Tensor
+    logvar: torch.Tensor
+
+    def rsample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Reparameterised samples z: [n, B, D]."""
+        eps = torch.randn((n, *self.mu.shape), dtype=self.mu.dtype, device=self.mu.device,
+                          generator=generator)
+        return self.mu + (0.5 * self.logvar).exp() * eps
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log q(z|x) summed over D; z: [..., B, D] -> [..., B]."""
+        return gaussian_log_prob(z, self.mu, self.logvar)
+
+
+def gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mu, exp(logvar)) summed over the last axis (authors' +1e-12 on the variance)."""
+    sq = (z - mu).pow(2) / (logvar.exp() + VAR_EPS)
+    return -0.5 * (logvar + sq + LOG_2PI).sum(-1)
+
+
+def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    """log N(z; 0, I) summed over the last axis."""
+    return -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
+
+
+def kl_diag_gaussian_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Analytic KL( N(mu, exp(logvar)) || N(0, I) ) per dimension; [..., D] -> [..., D]."""
+    return 0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar)
+
+
+def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """log Bernoulli(x; sigmoid(logits)) summed over all but the first axis; -> [N]."""
+    ll = -F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+    return ll.flatten(1).sum(1)

@@ -1,0 +1,123 @@
+"""Decoders p(x|z) for binary images (SPEC §1.2, §1.3).
+
+Both return Bernoulli *logits* (sigmoid(logits) = p); ``log_prob`` broadcasts one image
+batch x [B, C, H, W] over S latent samples z [S, B, D] and returns [S, B] in nats.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from maevae.distributions import bernoulli_log_prob
+from maevae.nn.pixelcnn import PixelCNN
+from maevae.nn.resnet import DeconvResNetBlock, halvings
+from maevae.nn.weightnorm import Conv2dWN, ConvTranspose2dWN, LinearWN
+
+KERNELS = {
+    "small": [7, 7, 7, 5, 5, 3, 3],
+    "large": [7, 7, 7, 7, 7, 5, 5, 5, 5, 3, 3, 3, 3],
+    "paper_literal_6": [7, 7, 5, 5, 3, 3],
+}
+
+
+class _BinaryDecoder(nn.Module):
+    def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x|z): x [B, C, H, W], z [S, B, D] -> [S, B]."""
+        s, b = z.shape[:2]
+        xs = x.unsqueeze(0).expand(s, *x.shape).reshape(s * b, *x.shape[1:])  # [S*B, C, H, W]
+        logits = self.logits(xs, z.reshape(s * b, -1))  # [S*B, C, H, W]
+        return bernoulli_log_prob(logits.float(), xs.float()).view(s, b)
+
+
+class PixelCNNDecoder(_BinaryDecoder):
+    """z -> WN linear -> 4 maps of H×W -> ELU, concatenated after the image channel(s),
+    then a masked PixelCNN and a 1×1 head (64 -> 64, ELU, 64 -> C)."""
+
+    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 32,
+                 mode: str = "small", channels: int = 64, z_maps: int = 4):
+        super().__init__()
+        c, h, w = image_shape
+        if c != 1:
+            raise ValueError("the binary PixelCNN decoder models one channel")
+        self.image_shape, self.z_maps = image_shape, z_maps
+        self.z_linear = LinearWN(latent_dim, z_maps * h * w)
+        self.core = PixelCNN(c + z_maps, channels, KERNELS[mode], masked_channels=c,
+                             skips=mode != "paper_literal_6")
+        self.head1 = Conv2dWN(channels, channels, 1)
+        self.head2 = Conv2dWN(channels, c, 1)
+
+    def z_features(self, z: torch.Tensor) -> torch.Tensor:
+        """z [N, D] -> ELU'd feature maps [N, z_maps, H, W] (computed once per sample)."""
+        _, h, w = self.image_shape
+        return F.elu(self.z_linear(z)).view(-1, self.z_maps, h, w)  # [N, 4, H, W]
+
+    def logits_from_features(self, x: torch.Tensor, zf: torch.Tensor) -> torch.Tensor:
+        h = self.core(torch.cat([x, zf], dim=1))  # [N, C+4, H, W] -> [N, 64, H, W]
+        return self.head2(F.elu(self.head1(h)))  # [N, C, H, W]
+
+    def logits(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits: x [N, C, H, W], z [N, D] -> [N, C, H, W]."""
+        return self.logits_from_features(x, self.z_features(z))
+
+    @torch.no_grad()
+    def sample(self, z: torch.Tensor, greedy: bool = False,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Ancestral sampling in raster order (H·W sequential passes); z [N, D] -> x [N, C, H, W].
+
+        ``greedy`` thresholds p >= 0.5 instead of sampling (used for reconstructions).
+        The z feature maps are computed once; each pass only recomputes the rows that can
+        reach the current row: ``sum(k // 2)`` image rows above it, and ``k0 // 2`` rows
+        below it, whose z maps the first layer sees (the image there is still zero).
+        """
+        c, h, w = self.image_shape
+        zf = self.z_features(z)
+        x = torch.zeros(z.shape[0], c, h, w, device=z.device, dtype=zf.dtype)
+        reach = sum(k // 2 for k in self.core.kernels) + 1  # image rows above that can matter
+        below = self.core.kernels[0] // 2  # the first layer sees z maps this far below
+        for r in range(h):
+            top, bottom = max(0, r - reach), min(h, r + 1 + below)
+            fs = zf[:, :, top:bottom]  # [N, 4, rows, W]
+            for col in range(w):
+                logits = self.logits_from_features(x[:, :, top:bottom], fs)
+                p = torch.sigmoid(logits[:, :, r - top, col])  # [N, C]
+                if greedy:
+                    v = (p >= 0.5).to(x.dtype)
+                else:
+                    v = (torch.rand(p.shape, generator=generator, device=p.device) < p).to(x.dtype)
+                x[:, :, r, col] = v
+        return x
+
+
+class ResNetDecoder(_BinaryDecoder):
+    """Factorised decoder of the "ResNet VAE w. AF" baseline: z as D×1×1 -> 4×4 transposed
+    conv to 64×4×4 -> deconv-ResNet blocks [64, 32, C] (stride 2) -> logits."""
+
+    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 32,
+                 widths=(64, 32)):
+        super().__init__()
+        c, h, w = image_shape
+        if h != w:
+            raise ValueError("the ResNet decoder needs square images")
+        sizes = halvings(h)  # 28: [28, 14, 7, 4]
+        self.image_shape = image_shape
+        self.stem = ConvTranspose2dWN(latent_dim, widths[0], sizes[-1])
+        chans = [widths[0], *widths, c]
+        blocks = []
+        for i in range(3):
+            s_in, s_out = sizes[3 - i], sizes[2 - i]
+            blocks.append(DeconvResNetBlock(chans[i], chans[i + 1], 2, s_out - (2 * s_in - 1)))
+        self.blocks = nn.Sequential(*blocks)
+
+    def logits(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        h = F.elu(self.stem(z[:, :, None, None]))  # [N, 64, 4, 4]
+        return self.blocks(h)  # [N, C, H, W]
+
+    @torch.no_grad()
+    def sample(self, z: torch.Tensor, greedy: bool = False,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        p = torch.sigmoid(self.logits(None, z))
+        if greedy:
+            return (p >= 0.5).float()
+        return (torch.rand(p.shape, generator=generator, device=p.device) < p).float()

@@ -1,0 +1,130 @@
+"""The VAE: encoder q(z|x), prior p(z), decoder p(x|z) composed into per-example terms.
+
+No optimizer and no loss reduction here: :meth:`VAE.terms` returns a :class:`Terms`
+container of per-example tensors that :mod:`maevae.objectives` turns into a loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from maevae.config import ModelConfig
+from maevae.distributions import DiagGaussian, kl_diag_gaussian_standard_normal
+from maevae.models.decoders import PixelCNNDecoder, ResNetDecoder
+from maevae.models.encoders import ResNetEncoder
+from maevae.models.priors import AFPrior, StandardNormalPrior
+from maevae.nn.weightnorm import data_dependent_init
+
+
+@dataclass
+class Terms:
+    """Per-example terms of one batch (all in nats).
+
+    recon:  [B]  -E_q log p(x|z)        (mean over S posterior samples)
+    kl:     [B]  E_q [log q(z|x) - log p(z)]  (Monte Carlo; analytic for a normal prior)
+    mu, logvar: [B, D]  posterior parameters (for the MAE regularizers)
+    """
+
+    recon: torch.Tensor
+    kl: torch.Tensor
+    mu: torch.Tensor
+    logvar: torch.Tensor
+
+
+class VAE(nn.Module):
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: nn.Module,
+                 image_shape: tuple[int, int, int]):
+        super().__init__()
+        self.encoder, self.decoder, self.prior = encoder, decoder, prior
+        self.image_shape = tuple(image_shape)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.prior.latent_dim
+
+    def posterior(self, x: torch.Tensor) -> DiagGaussian:
+        return self.encoder(x)
+
+    def terms(self, x: torch.Tensor, n_samples: int = 1,
+              generator: torch.Generator | None = None) -> Terms:
+        """x: [B, C, H, W] -> per-example Terms averaged over ``n_samples`` z's."""
+        q = self.encoder(x)
+        z = q.rsample(n_samples, generator)  # [S, B, D]
+        recon = -self.decoder.log_prob(x, z).mean(0)  # [B]
+        if isinstance(self.prior, StandardNormalPrior):
+            kl = kl_diag_gaussian_standard_normal(q.mu, q.logvar).sum(-1)  # [B]
+        else:
+            kl = (q.log_prob(z) - self.prior.log_prob(z)).mean(0)  # [B]
+        return Terms(recon=recon, kl=kl, mu=q.mu, logvar=q.logvar)
+
+    @torch.no_grad()
+    def initialize(self, x: torch.Tensor) -> None:
+        """Data-dependent init in the authors' order: encoder on x; the prior flow on
+        z = mu (its layers use their own init_scale, 0.1); the decoder on (x, z = mu)."""
+        was_training = self.training
+        self.eval()
+        with data_dependent_init(self.encoder):
+            q = self.encoder(x)
+        if not isinstance(self.prior, StandardNormalPrior):
+            with data_dependent_init(self.prior):
+                self.prior.log_prob(q.mu)
+        with data_dependent_init(self.decoder):
+            self.decoder.log_prob(x, q.mu.unsqueeze(0))
+        self.train(was_training)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        device = next(self.parameters()).device
+        z = self.prior.sample(n, generator=generator, device=device)
+        return self.decoder.sample(z, generator=generator)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Greedy (p >= 0.5) decoding of z = mu(x), as the authors' reconstructions."""
+        return self.decoder.sample(self.encoder(x).mu, greedy=True)
+
+
+def build_model(cfg: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
+    """Instantiate the configured encoder, decoder and prior for images of ``image_shape``."""
+    from maevae.errors import ConfigError
+
+    d = cfg.encoder.latent_dim
+    c, h, w = image_shape
+    if cfg.encoder.type != "resnet" or cfg.decoder.type == "pixelcnnpp":
+        try:
+            from maevae.models import color  # noqa: F401  (CIFAR models, optional module)
+        except ImportError:
+            raise ConfigError(f"encoder {cfg.encoder.type!r} / decoder {cfg.decoder.type!r} "
+                              "is not available in this version of maevae") from None
+        return color.build_color_model(cfg, image_shape)
+    if min(h, w) < 8:
+        raise ConfigError(f"images of {h}x{w} are too small for the ResNet encoder "
+                          "(three stride-2 blocks): use images of at least 8x8")
+    encoder = ResNetEncoder(image_shape, d, cfg.encoder.logvar_clip)
+    if cfg.decoder.type == "pixelcnn":
+        if c != 1:
+            raise ConfigError(f"the binary PixelCNN decoder needs 1-channel images, got {c} "
+                              "channels: use decoder.type=pixelcnnpp for colour")
+        decoder = PixelCNNDecoder(image_shape, d, cfg.decoder.mode, cfg.decoder.channels,
+                                  cfg.decoder.z_maps)
+    else:
+        if h != w:
+            raise ConfigError(f"the ResNet decoder needs square images, got {h}x{w}")
+        decoder = ResNetDecoder(image_shape, d)
+    if cfg.prior.type == "af":
+        prior = AFPrior(d, cfg.prior.blocks, cfg.prior.hidden, cfg.prior.init_scale)
+    else:
+        prior = StandardNormalPrior(d)
+    return VAE(encoder, decoder, prior, image_shape)
+
+
+def count_parameters(model: VAE) -> dict[str, int]:
+    def n(m):
+        return sum(p.numel() for p in m.parameters())
+
+    counts = {"encoder": n(model.encoder), "prior": n(model.prior), "decoder": n(model.decoder)}
+    counts["total"] = sum(counts.values())
+    return counts

@@ -1,0 +1,84 @@
+"""Masked (autoregressive) layers: PixelCNN convolutions and MADE linears (SPEC §1.0, §1.2, §1.4).
+
+Masked layers are weight-normalised by hand: ``w = exp(g_log) * (mask*v) / ||mask*v||``.
+The mask is a buffer, re-applied at every forward pass, so masked-out weights never act.
+
+Raster-order masks for a k×k kernel (here k = 5, centre marked ``c``)::
+
+    mask A          mask B
+    1 1 1 1 1       1 1 1 1 1
+    1 1 1 1 1       1 1 1 1 1
+    1 1 0 0 0       1 1 1 0 0     <- centre row: A drops the centre, B keeps it
+    0 0 0 0 0       0 0 0 0 0
+    0 0 0 0 0       0 0 0 0 0
+
+``masked_channels`` limits the mask to the first input channels (the decoder's first layer
+masks only the image channel; the z feature maps see the whole window). ``order="B"``
+flips the mask in both axes (reverse raster order, used by flows).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from maevae.nn.weightnorm import _WeightNormBase
+
+
+def conv_mask(out_ch: int, in_ch: int, k: int, mask_type: Literal["A", "B"],
+              masked_channels: int | None = None, order: Literal["A", "B"] = "A") -> torch.Tensor:
+    """Float mask [out_ch, in_ch, k, k] for a raster-order causal convolution."""
+    c = k // 2
+    m2d = torch.ones(k, k)
+    m2d[c, c + (mask_type == "B"):] = 0
+    m2d[c + 1:, :] = 0
+    if order == "B":
+        m2d = m2d.flip(0).flip(1)
+    mask = torch.ones(out_ch, in_ch, k, k)
+    n = in_ch if masked_channels is None else masked_channels
+    mask[:, :n] = m2d
+    return mask
+
+
+class MaskedConv2d(_WeightNormBase):
+    """Weight-normalised masked convolution, 'same' padding; [B, in, H, W] -> [B, out, H, W]."""
+
+    log_gain = True
+
+    def __init__(self, in_ch: int, out_ch: int, k: int, mask_type: Literal["A", "B"],
+                 masked_channels: int | None = None, order: Literal["A", "B"] = "A",
+                 init_scale: float = 1.0):
+        super().__init__()
+        self.in_ch, self.out_ch, self.k = in_ch, out_ch, k
+        self.mask_type, self.masked_channels, self.order = mask_type, masked_channels, order
+        self.register_buffer("mask", conv_mask(out_ch, in_ch, k, mask_type, masked_channels, order),
+                             persistent=False)
+        self._init_params((out_ch, in_ch, k, k), out_ch, init_scale)
+        with torch.no_grad():  # v starts masked; the gain matches the masked norm
+            self.v.mul_(self.mask)
+            self.g.copy_(self._v_norm(self.v).log())
+
+    def _op(self, x, w, b):
+        return F.conv2d(x, w, b, 1, self.k // 2)
+
+
+class MaskedLinear(_WeightNormBase):
+    """Weight-normalised linear layer with a fixed connectivity mask [out, in]."""
+
+    log_gain = True
+    _unit_axis = -1
+    _zero_std_fix = True
+
+    def __init__(self, mask: torch.Tensor, init_scale: float = 1.0):
+        super().__init__()
+        out_features, in_features = mask.shape
+        self.register_buffer("mask", mask.float().clone(), persistent=False)
+        self._init_params((out_features, in_features), out_features, init_scale)
+        with torch.no_grad():
+            self.v.mul_(self.mask)
+            self.g.copy_(self._v_norm(self.v).log())
+
+    def _op(self, x, w, b):
+        return F.linear(x, w, b)

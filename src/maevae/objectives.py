@@ -1,0 +1,160 @@
+"""ELBO terms, free bits and the MAE regularizers (paper §3.2, Eq. 4-8; SPEC §2).
+
+Public API::
+
+    d = posterior_divergence(mu, logvar, form="code")   # mu, logvar: [B, D]
+    d.mpd      # sum_k M_k, M_k = mean over the B(B-1) ordered pairs of KL_k(i || j)
+    d.std      # unbiased std of the total pairwise KL T_ij = sum_k KL_k(i || j), i != j
+    d.diverse  # L_diverse before eta: sum_k softplus(-M_k) ("code") or Eq. 8 ("paper")
+
+    loss = mae_loss(terms, cfg.objective, data_dims)   # a LossTerms container
+
+The pairwise KL between diagonal Gaussians, per dimension k, in the direction i -> j::
+
+    KL_k(i || j) = 1/2 [ s_ik / (s_jk + 1e-12) + (mu_ik - mu_jk)^2 / (s_jk + 1e-12)
+                         - (logvar_ik - logvar_jk) - 1 ],      s = exp(logvar)
+
+The "code" form never builds the [B, B, D] tensor: M_k comes from per-dimension sums and the
+[B, B] total-KL matrix from two matrix products (see :func:`pairwise_total_kl`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from maevae.config import ObjectiveConfig
+from maevae.distributions import VAR_EPS
+
+
+def pairwise_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL_k(i || j) for all ordered pairs: [B, D] -> [B, B, D] (diagonal set to 0)."""
+    var = logvar.exp()
+    mu_i, mu_j = mu[:, None, :], mu[None, :, :]  # [B, 1, D], [1, B, D]
+    lv_i, lv_j = logvar[:, None, :], logvar[None, :, :]
+    var_i, var_j = var[:, None, :], var[None, :, :]
+    kl = 0.5 * (var_i / (var_j + VAR_EPS) + (mu_i - mu_j).pow(2) / (var_j + VAR_EPS)
+                - (lv_i - lv_j) - 1.0)  # [B, B, D]
+    eye = torch.eye(mu.shape[0], dtype=torch.bool, device=mu.device)
+    return kl.masked_fill(eye[:, :, None], 0.0)
+
+
+def pairwise_total_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """T_ij = sum_k KL_k(i || j) as a [B, B] matrix via matrix products (diagonal 0).
+
+    Expanding the square: T_ij = 1/2 [ (s_i + mu_i^2) . r_j - 2 mu_i . (mu_j r_j)
+    + (mu_j^2 r_j + logvar_j) . 1 - logvar_i . 1 - D ],  r = 1 / (s + 1e-12).
+    """
+    r = 1.0 / (logvar.exp() + VAR_EPS)  # [B, D]
+    a = logvar.exp() + mu.pow(2)  # [B, D]
+    t = a @ r.T - 2.0 * (mu @ (mu * r).T)  # [B, B]
+    t = t + ((mu.pow(2) * r).sum(1) + logvar.sum(1))[None, :] - logvar.sum(1)[:, None]
+    t = 0.5 * (t - mu.shape[1])
+    eye = torch.eye(mu.shape[0], dtype=torch.bool, device=mu.device)
+    return t.masked_fill(eye, 0.0)
+
+
+def mean_pairwise_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """M_k = (1 / (B(B-1))) sum_{i != j} KL_k(i || j) in O(B D): [B, D] -> [D]."""
+    b = mu.shape[0]
+    s = logvar.exp()
+    r = 1.0 / (s + VAR_EPS)  # [B, D]
+    sum_r = r.sum(0)
+    # sum_{i,j} (mu_i - mu_j)^2 r_j = sum_j r_j (sum_i mu_i^2 - 2 mu_j sum_i mu_i + B mu_j^2)
+    sq = (r * (mu.pow(2).sum(0) - 2.0 * mu * mu.sum(0) + b * mu.pow(2))).sum(0)
+    total = 0.5 * (s.sum(0) * sum_r + sq - b * b)  # sum over all i, j (log terms cancel)
+    diag = 0.5 * (s * r - 1.0).sum(0)  # the i == j terms (zero up to the 1e-12)
+    return (total - diag) / (b * (b - 1))
+
+
+@dataclass
+class PosteriorDivergence:
+    """Batch statistics of the mutual posterior divergence (scalars, in nats)."""
+
+    mpd: torch.Tensor
+    std: torch.Tensor
+    diverse: torch.Tensor
+    per_dim: torch.Tensor  # M_k, [D]
+
+
+def posterior_divergence(mu: torch.Tensor, logvar: torch.Tensor,
+                         form: Literal["code", "paper"] = "code") -> PosteriorDivergence:
+    """MPD, STD and L_diverse (before eta) of a batch of diagonal-Gaussian posteriors.
+
+    mu, logvar: [B, D] with B >= 2 (STD needs B >= 3 to be finite: B(B-1) - 1 >= 1).
+    form="code":  L_diverse = sum_k softplus(-M_k)              (authors' released code)
+    form="paper": L_diverse = 1/M sum_{i != j} sum_k softplus(-KL_k(i || j))   (Eq. 8)
+    """
+    b = mu.shape[0]
+    if b < 2:
+        raise ValueError("posterior_divergence needs a batch of at least 2 posteriors")
+    if mu.dtype in (torch.float16, torch.bfloat16):  # the pairwise sums need >= fp32
+        mu, logvar = mu.float(), logvar.float()
+    per_dim = mean_pairwise_kl_per_dim(mu, logvar)  # [D]
+    mpd = per_dim.sum()
+    t = pairwise_total_kl(mu, logvar)  # [B, B]
+    off = ~torch.eye(b, dtype=torch.bool, device=mu.device)
+    n_pairs = b * (b - 1)
+    dev = (t - mpd)[off]  # [B(B-1)]
+    std = (dev.pow(2).sum() / max(n_pairs - 1, 1)).sqrt() if n_pairs > 1 else mpd * 0
+    if form == "code":
+        diverse = F.softplus(-per_dim).sum()
+    elif form == "paper":
+        kl = pairwise_kl(mu, logvar)  # [B, B, D]
+        diverse = F.softplus(-kl[off]).sum() / n_pairs
+    else:
+        raise ValueError(f"unknown form {form!r}; allowed: 'code', 'paper'")
+    return PosteriorDivergence(mpd=mpd, std=std, diverse=diverse, per_dim=per_dim)
+
+
+def free_bits_threshold(cfg: ObjectiveConfig, data_dims: int) -> float:
+    """Free-bits floor in nats on the batch-mean total KL (0 when off)."""
+    if cfg.free_bits_mode == "off":
+        return 0.0
+    if cfg.free_bits_mode == "batch_total":
+        return cfg.free_bits
+    return cfg.free_bits * data_dims  # per_datadim: 0.01 × 784 = 7.84 nats
+
+
+@dataclass
+class LossTerms:
+    """Scalar parts of one step's loss; ``loss`` is what is differentiated."""
+
+    loss: torch.Tensor
+    recon: torch.Tensor  # batch mean
+    kl: torch.Tensor  # batch mean (before free bits)
+    elbo: torch.Tensor  # recon + kl (a negative ELBO, nats per example)
+    mpd: torch.Tensor
+    std: torch.Tensor
+    diverse: torch.Tensor  # before eta
+    smooth: torch.Tensor  # = std (before gamma)
+
+    def scalars(self) -> dict[str, float]:
+        return {k: float(v.detach()) for k, v in self.__dict__.items()}
+
+
+def mae_loss(recon: torch.Tensor, kl: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+             cfg: ObjectiveConfig, data_dims: int, free_bits: bool = True) -> LossTerms:
+    """loss = mean_b recon_b + max(mean_b kl_b, FB) + eta * L_diverse + gamma * STD.
+
+    recon, kl: [B] per-example terms; mu, logvar: [B, D]. The regularizers are added to the
+    per-example ELBO without any further scaling, as in the authors' code (SPEC §2.9).
+    """
+    r, k = recon.mean(), kl.mean()
+    fb = free_bits_threshold(cfg, data_dims) if free_bits else 0.0
+    kl_term = torch.clamp(k, min=fb) if fb > 0 else k
+    loss = r + kl_term
+    if mu.shape[0] >= 2:
+        d = posterior_divergence(mu, logvar, cfg.div_form)
+        mpd, std, diverse = d.mpd, d.std, d.diverse
+    else:
+        mpd = std = diverse = torch.zeros((), device=mu.device)
+    if cfg.eta > 0:
+        loss = loss + cfg.eta * diverse
+    if cfg.gamma > 0:
+        loss = loss + cfg.gamma * std
+    return LossTerms(loss=loss, recon=r, kl=k, elbo=r + k, mpd=mpd, std=std, diverse=diverse,
+                     smooth=std)
