@@ -1,0 +1,56 @@
+"""The container every loader returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class ImageSplits:
+    """Train / validation / test images of one dataset.
+
+    Images are uint8 ``[N, C, H, W]`` (C = 1 grey, 3 colour) with intensity ``value / 255``;
+    labels are int64 ``[N]`` or ``None`` when the dataset is unlabelled. ``notes`` are
+    human-readable provenance lines for reports.
+    """
+
+    name: str
+    train_x: np.ndarray
+    train_y: np.ndarray | None
+    val_x: np.ndarray
+    val_y: np.ndarray | None
+    test_x: np.ndarray
+    test_y: np.ndarray | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.train_x.shape[1:]
+        return int(c), int(h), int(w)
+
+    def sizes(self) -> tuple[int, int, int]:
+        return len(self.train_x), len(self.val_x), len(self.test_x)
+
+    def validate(self) -> ImageSplits:
+        """Check the invariants above; raise ValueError (a loader bug) when one fails."""
+        shape = None
+        for part in ("train", "val", "test"):
+            x = getattr(self, f"{part}_x")
+            y = getattr(self, f"{part}_y")
+            if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 4:
+                raise ValueError(f"{self.name}: {part}_x must be uint8 [N, C, H, W]")
+            if x.shape[1] not in (1, 3):
+                raise ValueError(f"{self.name}: {part}_x must have 1 or 3 channels")
+            if shape is not None and x.shape[1:] != shape:
+                raise ValueError(f"{self.name}: {part}_x has shape {x.shape[1:]} != {shape}")
+            shape = x.shape[1:]
+            if y is not None and (y.dtype != np.int64 or y.shape != (len(x),)):
+                raise ValueError(f"{self.name}: {part}_y must be int64 [{len(x)}]")
+        return self
+
+    def summary(self) -> str:
+        c, h, w = self.image_shape
+        ntr, nva, nte = self.sizes()
+        return f"{self.name}: {ntr}/{nva}/{nte} train/val/test images of {c}x{h}x{w}"

@@ -1,0 +1,46 @@
+"""scikit-learn's 8x8 handwritten digits (1,797 images, bundled with scikit-learn: no download).
+
+Pixel values 0..16 are mapped to uint8 by ``round(v * 255 / 16)``; images are [N, 1, 8, 8].
+
+Split (seeded, ``numpy.random.default_rng(seed).permutation(1797)``): the first 297 permuted
+indices (about 1/6) are the test set, the next 150 the validation set, the remaining 1,350 the
+training set. Each part keeps the original order (sorted indices).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from maevae.errors import DataError
+
+N_TEST = 297
+N_VAL = 150
+
+
+def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:  # pragma: no cover - scikit-learn is a dependency
+        raise DataError(
+            "the digits dataset needs scikit-learn; install it with `pip install scikit-learn`"
+        ) from None
+    d = load_digits()
+    x = np.rint(np.asarray(d.images, dtype=np.float64) * (255.0 / 16.0))
+    x = np.clip(x, 0, 255).astype(np.uint8)[:, None, :, :]
+    y = np.asarray(d.target, dtype=np.int64)
+    return x, y
+
+
+def split_digits(n: int, seed: int, n_val: int | None = None, n_test: int = N_TEST
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n_val = N_VAL if n_val is None else n_val
+    if n_val < 0 or n_test < 0 or n_val + n_test >= n:
+        raise DataError(
+            f"digits has {n} images: n_val={n_val} + n_test={n_test} leaves no training images; "
+            "set data.n_val lower"
+        )
+    perm = np.random.default_rng(seed).permutation(n)
+    test = np.sort(perm[:n_test])
+    val = np.sort(perm[n_test : n_test + n_val])
+    train = np.sort(perm[n_test + n_val :])
+    return train, val, test
