@@ -1,0 +1,366 @@
+"""Markdown reports of evaluated runs, laid out like the paper's tables.
+
+* Table 4 layout (density): RE, KL, MPD, STD, L_elbo, NLL in nats (+ bits/dim for colour).
+* Table 2 layout (representation): K-means K = 10/20/30, KNN 100/1000/all, Linear
+  (logistic regression) 100/1000/all, accuracies in % with one decimal.
+* Table 5 layout: SVM-Linear and SVM-RBF 100/1000/all as mean ± std (%).
+
+The evaluation dict read here (keys may be missing; a missing number renders as "—")::
+
+    {"nll": float, "nll_stderr": float, "elbo": float, "recon": float, "kl": float,
+     "mpd": float, "std": float, "nll_samples": int, "test_copies": int,
+     "bits_per_dim": float | None,
+     "clustering": <clustering_suite output, see maevae.evaluate.clustering>,
+     "probes": <probe_suite output, see maevae.evaluate.probes>,
+     "diagnostics": {"active_units": int, "mutual_information": float,
+                     "kl_per_dim": [float, ...], "mpd_512": float, "std_512": float}}
+
+Table 4's MPD/STD columns read ``mpd``/``std`` and fall back to ``diagnostics.mpd_512`` /
+``diagnostics.std_512``. Our accuracies are fractions and are shown ×100; the paper's
+numbers (:mod:`maevae.evaluate.paper_numbers`) are already in % and appear in rows whose
+label ends in "(paper)".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from maevae.errors import MaevaeError
+from maevae.evaluate.paper_numbers import paper_entry
+
+__all__ = ["render_comparison", "render_run_report"]
+
+DASH = "—"
+_BUDGETS = ("100", "1000", "all")
+_BUDGET_TITLES = {"100": "100", "1000": "1000", "all": "All"}
+_KS = ("10", "20", "30")
+_T4_COLS = ("RE", "KL", "MPD", "STD", "L_elbo", "NLL")
+_PROBE_TITLES = {
+    "knn": "KNN (k=10)",
+    "logreg": "Linear (logistic regression)",
+    "svm_linear": "SVM-Linear",
+    "svm_rbf": "SVM-RBF",
+    "svm_linear_libsvm": "SVM-Linear (libsvm, one-vs-one)",
+}
+
+
+# ---- small formatting helpers ---------------------------------------------------------------
+
+
+def _get(d, *path):
+    """Nested lookup that returns None when any level is missing or not a mapping."""
+    for key in path:
+        if not isinstance(d, Mapping) or key not in d:
+            return None
+        d = d[key]
+    return d
+
+
+def _is_num(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) or (
+        hasattr(x, "dtype") and getattr(x, "ndim", 1) == 0
+    )
+
+
+def _num(x, digits: int = 2) -> str:
+    if not _is_num(x):
+        return DASH
+    x = float(x)
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return f"{x:.{digits}f}"
+
+
+def _mean(stat):
+    """Mean of a ``{"mean", "std", "values"}`` stat (or a bare number); None if missing."""
+    if isinstance(stat, Mapping):
+        stat = stat.get("mean")
+    return stat if _is_num(stat) else None
+
+
+def _pct(stat, digits: int = 1) -> str:
+    m = _mean(stat)
+    return DASH if m is None else _num(100.0 * float(m), digits)
+
+
+def _pct_pm(stat, digits: int = 1) -> str:
+    m = _mean(stat)
+    if m is None:
+        return DASH
+    s = stat.get("std") if isinstance(stat, Mapping) else None
+    if not _is_num(s):
+        return _num(100.0 * float(m), digits)
+    return f"{_num(100.0 * float(m), digits)} ± {_num(100.0 * float(s), digits)}"
+
+
+def _paper_pm(cell) -> str:
+    if not isinstance(cell, Mapping) or not _is_num(cell.get("mean")):
+        return DASH
+    return f"{_num(cell['mean'], 1)} ± {_num(cell.get('std'), 1)}"
+
+
+def _cell_text(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(_cell_text(h) for h in header) + " |",
+             "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(_cell_text(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# ---- rows in the paper's layouts ------------------------------------------------------------
+
+
+def _mpd_std(ev) -> tuple:
+    mpd = ev.get("mpd") if _is_num(ev.get("mpd")) else _get(ev, "diagnostics", "mpd_512")
+    std = ev.get("std") if _is_num(ev.get("std")) else _get(ev, "diagnostics", "std_512")
+    return mpd, std
+
+
+def _t4_row(name: str, ev: Mapping, with_bpd: bool) -> list[str]:
+    mpd, std = _mpd_std(ev)
+    row = [name, _num(ev.get("recon")), _num(ev.get("kl")), _num(mpd), _num(std),
+           _num(ev.get("elbo")), _num(ev.get("nll"))]
+    if with_bpd:
+        row.append(_num(ev.get("bits_per_dim"), 3))
+    return row
+
+
+def _t4_paper_row(entry: Mapping, with_bpd: bool) -> list[str] | None:
+    t4, t1, t3 = entry.get("table4"), entry.get("table1"), entry.get("table3")
+    if not (t4 or t1 or (t3 and with_bpd)):
+        return None
+    src = t4 or {}
+    kl = src.get("kl", _get(t1, "kl"))
+    nll = src.get("nll", _get(t1, "nll"))
+    row = [f"{entry['label']} (paper)", _num(src.get("re")), _num(kl), _num(src.get("mpd")),
+           _num(src.get("std")), _num(src.get("elbo")), _num(nll)]
+    if with_bpd:
+        row.append(_num(_get(t3, "bits_per_dim"), 2))
+    return row
+
+
+def _t2_row(name: str, ev: Mapping) -> list[str]:
+    row = [name]
+    row += [_pct(_get(ev, "clustering", "kmeans", k, "acc_test")) for k in _KS]
+    for clf in ("knn", "logreg"):
+        row += [_pct(_get(ev, "probes", "results", clf, b, "acc_test")) for b in _BUDGETS]
+    return row
+
+
+def _t2_paper_row(entry: Mapping) -> list[str] | None:
+    t2 = entry.get("table2")
+    if not t2:
+        return None
+    row = [f"{entry['label']} (paper)"]
+    row += [_num(_get(t2, "kmeans", k), 1) for k in _KS]
+    for clf in ("knn", "logreg"):
+        row += [_num(_get(t2, clf, b), 1) for b in _BUDGETS]
+    return row
+
+
+def _t5_row(name: str, ev: Mapping) -> list[str]:
+    row = [name]
+    for clf in ("svm_linear", "svm_rbf"):
+        row += [_pct_pm(_get(ev, "probes", "results", clf, b, "acc_test")) for b in _BUDGETS]
+    return row
+
+
+def _t5_paper_row(entry: Mapping) -> list[str] | None:
+    t5 = entry.get("table5")
+    if not t5:
+        return None
+    row = [f"{entry['label']} (paper)"]
+    for clf in ("svm_linear", "svm_rbf"):
+        row += [_paper_pm(_get(t5, clf, b)) for b in _BUDGETS]
+    return row
+
+
+def _t4_header(with_bpd: bool) -> list[str]:
+    return ["Model", *_T4_COLS] + (["bits/dim"] if with_bpd else [])
+
+
+_T2_HEADER = (["Model"] + [f"K-means K={k}" for k in _KS]
+              + [f"KNN {_BUDGET_TITLES[b]}" for b in _BUDGETS]
+              + [f"Linear {_BUDGET_TITLES[b]}" for b in _BUDGETS])
+_T5_HEADER = (["Model"] + [f"SVM-Linear {_BUDGET_TITLES[b]}" for b in _BUDGETS]
+              + [f"SVM-RBF {_BUDGET_TITLES[b]}" for b in _BUDGETS])
+
+
+def _diag_row(name: str, ev: Mapping) -> list[str]:
+    d = ev.get("diagnostics") if isinstance(ev.get("diagnostics"), Mapping) else {}
+    kl = d.get("kl_per_dim")
+    au = d.get("active_units")
+    n_dims = len(kl) if isinstance(kl, Sequence) else None
+    au_txt = DASH if not _is_num(au) else (f"{int(au)}/{n_dims}" if n_dims else str(int(au)))
+    kl_sum = sum(float(v) for v in kl) if isinstance(kl, Sequence) and kl else None
+    return [name, au_txt, _num(d.get("mutual_information")), _num(kl_sum),
+            _num(d.get("mpd_512")), _num(d.get("std_512"))]
+
+
+_DIAG_HEADER = ["Model", "active units", "I(x;z) (nats)", "Σ_d KL(q‖N(0,1)) (nats)",
+                "MPD (512)", "STD (512)"]
+
+
+# ---- details of one run ---------------------------------------------------------------------
+
+
+def _clustering_details(cl: Mapping) -> list[str]:
+    if not isinstance(cl, Mapping) or not isinstance(cl.get("kmeans"), Mapping):
+        return []
+    rows = []
+    for k, e in cl["kmeans"].items():
+        rows.append([f"K={k}", _pct_pm(e.get("acc_test")), _pct_pm(e.get("acc_train")),
+                     _pct_pm(e.get("acc_test_majority")), _num(_mean(e.get("nmi_test")), 3),
+                     _num(_mean(e.get("ari_test")), 3), _num(e.get("wall_time_s"), 1)])
+    out = ["### K-means clustering (all metrics, mean ± std over runs)", "",
+           _table(["K", "test acc (nearest sample)", "train acc (nearest sample)",
+                   "test acc (majority)", "NMI (test)", "ARI (test)", "time (s)"], rows)]
+    h = cl.get("hungarian")
+    if isinstance(h, Mapping):
+        out += ["", f"Hungarian accuracy, K={h.get('k', DASH)}: test {_pct_pm(h.get('acc_test'))}"
+                f" %, train {_pct_pm(h.get('acc_train'))} %."]
+    p = cl.get("protocol")
+    if isinstance(p, Mapping):
+        out += ["", f"Protocol: K-means ({p.get('algorithm', DASH)}, "
+                f"n_init={p.get('n_init', DASH)}) fit on {p.get('n_train', DASH)} "
+                f"{p.get('fit_on', 'train')} codes, scored on "
+                f"{p.get('n_test', DASH)} {p.get('scored_on', 'test')} codes; cluster label = "
+                f"{p.get('labelling', DASH)}; {p.get('runs', DASH)} runs."]
+    return out
+
+
+def _probe_details(pr: Mapping) -> list[str]:
+    res = pr.get("results") if isinstance(pr, Mapping) else None
+    if not isinstance(res, Mapping) or not res:
+        return []
+    budgets: list[str] = []
+    for per_clf in res.values():
+        for b in per_clf:
+            if b not in budgets:
+                budgets.append(b)
+    rows = []
+    for clf, per_clf in res.items():
+        row = [_PROBE_TITLES.get(clf, clf)]
+        for b in budgets:
+            e = per_clf.get(b, {})
+            t = _get(e, "time_s", "mean")
+            cell = _pct_pm(e.get("acc_test"))
+            if cell != DASH and _is_num(t):
+                cell += f" ({float(t):.1f} s)" if float(t) >= 1 else f" ({float(t):.2f} s)"
+            if e.get("converged") is False:
+                cell += " [not converged]"
+            row.append(cell)
+        rows.append(row)
+    out = ["### Label-budget probes (test accuracy %, mean ± std; wall time per run)", "",
+           _table(["Classifier"] + [f"{_BUDGET_TITLES.get(b, b)} labels" for b in budgets], rows)]
+    p = pr.get("protocol")
+    if isinstance(p, Mapping):
+        out += ["", f"Protocol: {'class-balanced' if p.get('balanced') else 'uniform'} labelled "
+                f"subsets, {p.get('runs', DASH)} runs per budget (one for 'all'), "
+                f"{'standardized' if p.get('standardize') else 'raw'} codes; "
+                f"{p.get('n_train', DASH)} training / {p.get('n_test', DASH)} test codes."]
+    return out
+
+
+def render_run_report(
+    run_name: str,
+    eval_dict: Mapping,
+    figures: Mapping[str, str] | None = None,
+    notes: Sequence[str] | None = None,
+) -> str:
+    """Markdown report of one evaluated run (layout of ``eval_dict`` in the module docstring).
+
+    ``figures`` maps a caption to an image path (written as given, so pass paths relative
+    to where the Markdown file will live); ``notes`` become a bullet list.
+    """
+    if not isinstance(eval_dict, Mapping):
+        raise MaevaeError(f"the evaluation result must be a dict, got {type(eval_dict).__name__}")
+    ev = eval_dict
+    with_bpd = _is_num(ev.get("bits_per_dim"))
+    out = [f"# Evaluation report: {run_name}", ""]
+    out += ["## Density estimation (paper Table 4 layout, nats)", "",
+            _table(_t4_header(with_bpd), [_t4_row(run_name, ev, with_bpd)]), ""]
+    details = []
+    if _is_num(ev.get("nll")):
+        se = f" ± {_num(ev.get('nll_stderr'), 3)} (std. error)" if _is_num(
+            ev.get("nll_stderr")) else ""
+        details.append(f"NLL {_num(ev.get('nll'))}{se}")
+    if _is_num(ev.get("nll_samples")):
+        details.append(f"{int(ev['nll_samples'])} importance samples")
+    if _is_num(ev.get("test_copies")):
+        details.append(f"{int(ev['test_copies'])} binarised test copies")
+    if details:
+        out += ["; ".join(details) + ".", ""]
+    out += ["## Representation (paper Table 2 layout, accuracy %)", "",
+            _table(_T2_HEADER, [_t2_row(run_name, ev)]), ""]
+    out += ["## SVM probes (paper Table 5 layout, accuracy %, mean ± std)", "",
+            _table(_T5_HEADER, [_t5_row(run_name, ev)]), ""]
+    for block in (_clustering_details(ev.get("clustering")), _probe_details(ev.get("probes"))):
+        if block:
+            out += block + [""]
+    out += ["## Latent diagnostics", "", _table(_DIAG_HEADER, [_diag_row(run_name, ev)]), ""]
+    if figures:
+        out += ["## Figures", ""]
+        for caption, path in figures.items():
+            out += [f"### {caption}", "", f"![{caption}]({path})", ""]
+    if notes:
+        out += ["## Notes", ""] + [f"- {_cell_text(n)}" for n in notes] + [""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def render_comparison(
+    runs: Sequence[tuple[str, Mapping]],
+    paper_keys: Sequence[str | None] | None = None,
+) -> str:
+    """Several runs side by side in the paper's layouts, with the paper's rows interleaved.
+
+    ``paper_keys[i]`` is the preset key (see ``paper_numbers.PAPER_KEYS``) whose published
+    numbers follow run ``i`` in each table, or None. Paper rows end in "(paper)"; a table
+    gets a paper row only where the paper has one (e.g. Table 4 exists for MNIST only;
+    OMNIGLOT rows show Table 1's NLL and KL).
+    """
+    runs = list(runs)
+    if not runs:
+        raise MaevaeError("nothing to compare: pass at least one (name, eval dict) pair")
+    keys = [None] * len(runs) if paper_keys is None else list(paper_keys)
+    if len(keys) != len(runs):
+        raise MaevaeError(
+            f"{len(runs)} runs but {len(keys)} paper keys: give one key (or None) per run"
+        )
+    entries = [None if k is None else paper_entry(k) for k in keys]
+    with_bpd = any(_is_num(ev.get("bits_per_dim")) for _, ev in runs) or any(
+        e is not None and "table3" in e for e in entries)
+
+    def interleave(own, paper) -> list[list[str]]:
+        rows = []
+        for (name, ev), entry in zip(runs, entries):
+            rows.append(own(name, ev))
+            if entry is not None:
+                prow = paper(entry)
+                if prow is not None:
+                    rows.append(prow)
+        return rows
+
+    out = ["# Comparison", ""]
+    out += ["## Density estimation (paper Table 4 layout, nats)", "",
+            _table(_t4_header(with_bpd), interleave(
+                lambda n, ev: _t4_row(n, ev, with_bpd), lambda e: _t4_paper_row(e, with_bpd))),
+            ""]
+    out += ["## Representation (paper Table 2 layout, accuracy %)", "",
+            _table(_T2_HEADER, interleave(_t2_row, _t2_paper_row)), ""]
+    out += ["## SVM probes (paper Table 5 layout, accuracy %, mean ± std)", "",
+            _table(_T5_HEADER, interleave(_t5_row, _t5_paper_row)), ""]
+    out += ["## Latent diagnostics", "",
+            _table(_DIAG_HEADER, [_diag_row(n, ev) for n, ev in runs]), ""]
+    notes = [f"{e['label']} (paper): {note}" for e in entries if e for note in e["notes"]]
+    out += ["Rows marked (paper) are the published numbers of Ma, Zhou & Hovy (ICLR 2019); "
+            "our accuracies are the mean over runs of test accuracy."]
+    if notes:
+        out += [""] + [f"- {_cell_text(n)}" for n in dict.fromkeys(notes)]
+    return "\n".join(out).rstrip() + "\n"
