@@ -81,9 +81,12 @@ took 131 s while LinearSVC took 6 s. Hence LinearSVC is the default linear SVM: 
 stays a few seconds whatever the codes look like. The two linear
 SVMs are different models (one-vs-rest squared hinge vs one-vs-one hinge) and can differ
 by several points when classes are multi-modal (93.7 vs 98.9 % above); report which one
-was used. RBF SVM at 60k stayed under the ~3-minute mark on these codes (41-109 s), so no
-speed-up beyond a larger kernel cache was needed; budgets 100 and 1,000 take well under
-a second each.
+was used. RBF SVM at 60k stayed under the ~3-minute mark on these codes (37-109 s), so no
+other speed-up was needed. The larger kernel cache gave no measurable gain: on a shared,
+loaded machine (load 3-5.5 on 2 cores) SVC took 49-95 s with the default 200 MB and
+45-69 s with 1000 MB, differences within the load noise; it is kept because it cannot
+hurt. Budgets 100 and 1,000 take well under a second each. Expect every time above to
+grow in proportion to the machine's load.
 (An unpublished draft script in the authors' repository history used
 ``KNeighborsClassifier(weights="distance")``, ``SVC(kernel="linear")``, uniformly drawn
 subsets and majority-vote cluster labels; none of it is in the released code or the
