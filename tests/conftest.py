@@ -1,10 +1,11 @@
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# one thread: small test tensors gain nothing from two, and two threads on a busy
+# machine can be 100x slower (OpenMP threads waiting on each other)
+torch.set_num_threads(1)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -49,16 +49,25 @@ class VAE(nn.Module):
         return self.encoder(x)
 
     def terms(self, x: torch.Tensor, n_samples: int = 1,
-              generator: torch.Generator | None = None) -> Terms:
-        """x: [B, C, H, W] -> per-example Terms averaged over ``n_samples`` z's."""
+              generator: torch.Generator | None = None, eps: torch.Tensor | None = None) -> Terms:
+        """x: [B, C, H, W] -> per-example Terms averaged over ``n_samples`` z's.
+
+        ``eps`` [S, B, D] fixes the standard-normal noise of the reparameterisation (the
+        distributed trainer draws it for the global batch so every rank matches one process).
+        """
         q = self.encoder(x)
-        z = q.rsample(n_samples, generator)  # [S, B, D]
+        z = q.rsample(n_samples, generator) if eps is None else q.mu + (0.5 * q.logvar).exp() * eps
+        # z: [S, B, D]
         recon = -self.decoder.log_prob(x, z).mean(0)  # [B]
         if isinstance(self.prior, StandardNormalPrior):
             kl = kl_diag_gaussian_standard_normal(q.mu, q.logvar).sum(-1)  # [B]
         else:
             kl = (q.log_prob(z) - self.prior.log_prob(z)).mean(0)  # [B]
         return Terms(recon=recon, kl=kl, mu=q.mu, logvar=q.logvar)
+
+    def forward(self, x: torch.Tensor, n_samples: int = 1,
+                generator: torch.Generator | None = None, eps: torch.Tensor | None = None) -> Terms:
+        return self.terms(x, n_samples, generator, eps)
 
     @torch.no_grad()
     def initialize(self, x: torch.Tensor) -> None:

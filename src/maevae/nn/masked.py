@@ -24,6 +24,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from maevae.nn import causal
 from maevae.nn.weightnorm import _WeightNormBase
 
 
@@ -61,7 +62,9 @@ class MaskedConv2d(_WeightNormBase):
             self.g.copy_(self._v_norm(self.v).log())
 
     def _op(self, x, w, b):
-        return F.conv2d(x, w, b, 1, self.k // 2)
+        # the masked reference or the causal decomposition (maevae.nn.causal.set_impl):
+        # the same function of x and of the masked weight, without the masked-out taps
+        return causal.masked_conv2d(x, w, b, self.mask_type, self.masked_channels, self.order)
 
 
 class MaskedLinear(_WeightNormBase):

@@ -1,0 +1,302 @@
+"""The ``maevae`` command line: thin subcommands over the library.
+
+Every user-caused problem ends as one line ``maevae: error: ...`` and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from maevae.errors import MaevaeError
+
+EXAMPLES = {
+    "train": """examples:
+  maevae train mnist/mae_eta1.0_gamma0.5 --out runs/mae --data-root ~/data
+  maevae train mnist/vlae_fb --out runs/vlae --set train.max_epochs=1 --set data.n_val=500
+  maevae train my_config.yaml --out runs/x --device cuda --precision bf16
+  maevae train --resume runs/mae
+  torchrun --nproc-per-node 4 -m maevae train mnist/vlae --out runs/ddp""",
+    "eval": """examples:
+  maevae eval runs/mae                      # K = 4096 importance samples (the paper)
+  maevae eval runs/mae --nll-samples 64 --max-images 1000
+  maevae eval runs/mae --probes --runs 5 --labels 100,1000,all""",
+    "sample": "examples:\n  maevae sample runs/mae -n 64 --out samples.png",
+    "reconstruct": "examples:\n  maevae reconstruct runs/mae -n 32 --out recon.png",
+    "info": """examples:
+  maevae info mnist/mae_eta1.0_gamma0.5
+  maevae info configs/mnist/vlae.yaml --json
+  maevae info --list""",
+    "run": """examples:
+  maevae run                       # the main job on scikit-learn's digits (offline, < 5 min)
+  maevae run --out runs/main""",
+    "compare": """examples:
+  maevae compare runs/vlae runs/mae --out compare.md""",
+}
+
+
+def _add_common(p: argparse.ArgumentParser, data_root: bool = True) -> None:
+    if data_root:
+        p.add_argument("--data-root", metavar="DIR",
+                       help="dataset folder (else $MAEVAE_DATA, else ~/.cache/maevae)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="maevae",
+        description="VAEs with mutual posterior-divergence regularization (MAE, ICLR 2019): "
+                    "train, evaluate and compare VLAE / MAE / ResNet-VAE models.",
+        epilog="Run `maevae COMMAND --help` for each command's options and examples.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name, help_):
+        return sub.add_parser(name, help=help_, description=help_, epilog=EXAMPLES[name],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    p = add("train", "train a model from a preset or YAML config, or resume a run")
+    p.add_argument("config", nargs="?", help="preset name (e.g. mnist/vlae) or YAML file")
+    p.add_argument("--out", metavar="RUN_DIR", help="new run directory")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set train.max_epochs=1 (repeatable)")
+    p.add_argument("--seed", type=int, help="override the seed")
+    p.add_argument("--precision", choices=["fp32", "bf16"], help="override train.precision")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_common(p)
+
+    p = add("eval", "evaluate a trained run: IS-NLL, ELBO, KL, MPD, STD -> RUN_DIR/eval.json")
+    p.add_argument("run_dir")
+    p.add_argument("--nll-samples", type=int, metavar="K", help="importance samples (4096)")
+    p.add_argument("--max-images", type=int, metavar="N", help="IS-NLL on the first N test images")
+    p.add_argument("--precision", choices=["fp32", "bf16"], help="evaluation precision")
+    p.add_argument("--probes", action="store_true",
+                   help="also run clustering, label-budget probes, diagnostics, figures, report")
+    p.add_argument("--latent", default="mu", choices=["mu", "mean50", "sample"],
+                   help="latent code for the probes (default mu)")
+    p.add_argument("--runs", type=int, default=5, help="seeds / label draws for the probes")
+    p.add_argument("--labels", default="100,1000,all", help="label budgets, e.g. 100,1000,all")
+    p.add_argument("--no-progress", action="store_true")
+    _add_common(p)
+
+    p = add("sample", "draw images from the prior of a trained run")
+    p.add_argument("run_dir")
+    p.add_argument("-n", type=int, default=64, help="number of samples (64)")
+    p.add_argument("--out", default=None, help="PNG file (default RUN_DIR/samples.png)")
+    p.add_argument("--seed", type=int, default=0)
+    _add_common(p, data_root=False)
+
+    p = add("reconstruct", "reconstruct test images (original | reconstruction)")
+    p.add_argument("run_dir")
+    p.add_argument("-n", type=int, default=32, help="number of test images (32)")
+    p.add_argument("--out", default=None, help="PNG file (default RUN_DIR/reconstructions.png)")
+    _add_common(p)
+
+    p = add("info", "parameter counts of a preset or config, per component")
+    p.add_argument("config", nargs="?")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--list", action="store_true", help="list the presets")
+
+    p = add("run", "the main job: VLAE vs MAE on scikit-learn's digits, evaluated, with a report")
+    p.add_argument("--out", default=None, help="output folder (default runs/main-<time>)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--device", default="auto")
+
+    p = add("compare", "put several evaluated runs side by side (Markdown)")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--out", default=None, help="write the table to this Markdown file")
+    return parser
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_info(args) -> None:
+    from maevae.config import list_presets, load_config
+    from maevae.models.vae import build_model, count_parameters
+
+    if args.list:
+        print("\n".join(list_presets()))
+        return
+    if not args.config:
+        raise MaevaeError("info needs a preset name or YAML file (see `maevae info --list`)")
+    cfg = load_config(args.config)
+    shape = image_shape_for(cfg)
+    counts = count_parameters(build_model(cfg.model, shape))
+    if args.json:
+        print(json.dumps({"config": args.config, "image_shape": list(shape), **counts}))
+        return
+    print(f"{args.config}: {cfg.data.name} images {shape[0]}x{shape[1]}x{shape[2]}, "
+          f"encoder {cfg.model.encoder.type}, decoder {cfg.model.decoder.type}"
+          f" ({cfg.model.decoder.mode}), prior {cfg.model.prior.type}")
+    for k, v in counts.items():
+        print(f"  {k:<8} {v:>12,}")
+
+
+def image_shape_for(cfg) -> tuple[int, int, int]:
+    known = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "omniglot": (1, 28, 28),
+             "omniglot_mat": (1, 28, 28), "digits": (1, 8, 8), "cifar10": (3, 32, 32)}
+    if cfg.data.name in known:
+        return known[cfg.data.name]
+    if cfg.data.image_size is None:
+        raise MaevaeError("a folder dataset needs data.image_size: [H, W] to size the model "
+                          "without reading the images")
+    c = 1 if cfg.data.binarize else 3
+    return (c, *cfg.data.image_size)
+
+
+def cmd_train(args) -> None:
+    from maevae.config import dump_yaml, load_config
+    from maevae.device import resolve_device
+    from maevae.evaluate.runner import load_run_config, load_run_data
+    from maevae.train.checkpoint import RunDir
+    from maevae.train.distributed import barrier, init_distributed
+    from maevae.train.trainer import Trainer
+
+    device = resolve_device(args.device)
+    if args.resume:
+        if args.config or args.out or args.set:
+            raise MaevaeError("--resume RUN_DIR takes no CONFIG, --out or --set: the run's own "
+                              "config.yaml is used")
+        run = RunDir(args.resume)
+        cfg = load_run_config(run)
+    else:
+        if not args.config or not args.out:
+            raise MaevaeError("train needs CONFIG and --out RUN_DIR (or --resume RUN_DIR); "
+                              "see `maevae train --help`")
+        sets = list(args.set)
+        if args.seed is not None:
+            sets.append(f"seed={args.seed}")
+        if args.precision:
+            sets.append(f"train.precision={args.precision}")
+        cfg = load_config(args.config, sets)
+        run = RunDir(args.out)
+        if run.path.exists() and any(run.path.iterdir()):
+            RunDir(args.out).create("", {})  # raises the "not empty" error
+    if cfg.train.num_threads:
+        import torch
+
+        torch.set_num_threads(cfg.train.num_threads)
+    dist = init_distributed(device)
+    data = load_run_data(cfg, args.data_root)
+    if not args.resume and dist.is_main:
+        run.create(dump_yaml(cfg), {"image_shape": list(data.image_shape),
+                                    "dataset": data.name, "data_notes": data.notes,
+                                    "sizes": list(data.sizes())})
+    barrier(dist)
+    if dist.is_main:
+        print(f"{data.summary()}; run directory {run.path}")
+    trainer = Trainer(cfg, data, run, device, dist, progress=not args.no_progress)
+    if args.resume and trainer.resume():
+        c = trainer.counters
+        print(f"resumed at step {c.step} (epoch {c.epoch + 1}, batch {c.batch})")
+        if c.stopped:
+            print(f"this run already finished ({c.stopped}); nothing to do")
+            return
+    else:
+        trainer.initialize()
+        trainer.save_checkpoint()
+    trainer.fit()
+
+
+def cmd_eval(args) -> None:
+    from maevae.device import resolve_device
+    from maevae.evaluate.runner import evaluate_run
+
+    if args.nll_samples is not None and args.nll_samples < 1:
+        raise MaevaeError(f"--nll-samples {args.nll_samples}: use K >= 1 importance samples")
+    if args.max_images is not None and args.max_images < 1:
+        raise MaevaeError(f"--max-images {args.max_images}: use N >= 1")
+    device = resolve_device(args.device)
+    out = evaluate_run(args.run_dir, args.data_root, device, args.nll_samples, args.precision,
+                       args.max_images, progress=not args.no_progress)
+    if args.probes:
+        from maevae.evaluate.suite import run_probes
+
+        run_probes(args.run_dir, args.data_root, device, latent=args.latent, runs=args.runs,
+                   labels=args.labels, progress=not args.no_progress)
+    else:
+        print(f"wrote {Path(args.run_dir) / 'eval.json'} (nll {out['nll']:.3f})")
+
+
+def cmd_sample(args) -> None:
+    from maevae.device import resolve_device
+    from maevae.evaluate.figures import save_image_grid
+    from maevae.evaluate.runner import sample_images
+
+    if args.n < 1:
+        raise MaevaeError(f"-n {args.n}: draw at least one sample")
+    out = Path(args.out) if args.out else Path(args.run_dir) / "samples.png"
+    _check_png(out)
+    t0 = time.time()
+    x = sample_images(args.run_dir, resolve_device(args.device), args.n, args.seed)
+    save_image_grid(x.numpy(), out, nrow=int(max(1, round(args.n ** 0.5))))
+    dt = time.time() - t0
+    print(f"wrote {out} ({args.n} samples in {dt:.1f} s, {args.n / dt:.1f} samples/s)")
+
+
+def cmd_reconstruct(args) -> None:
+    from maevae.device import resolve_device
+    from maevae.evaluate.figures import save_reconstruction_grid
+    from maevae.evaluate.runner import reconstruct_images
+
+    if args.n < 1:
+        raise MaevaeError(f"-n {args.n}: reconstruct at least one image")
+    out = Path(args.out) if args.out else Path(args.run_dir) / "reconstructions.png"
+    _check_png(out)
+    x, r = reconstruct_images(args.run_dir, args.data_root, resolve_device(args.device), args.n)
+    save_reconstruction_grid(x.numpy(), r.numpy(), out)
+    print(f"wrote {out}")
+
+
+def _check_png(out: Path) -> None:
+    if out.suffix.lower() != ".png":
+        raise MaevaeError(f"--out {out}: give a .png file name")
+    if not out.parent.exists():
+        raise MaevaeError(f"--out {out}: folder {out.parent} does not exist")
+
+
+def cmd_run(args) -> None:
+    from maevae.mainjob import main_job
+
+    main_job(args.out, device_name=args.device, progress=not args.no_progress)
+
+
+def cmd_compare(args) -> None:
+    from maevae.evaluate.suite import compare_runs
+
+    text = compare_runs(args.run_dirs)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    print(text)
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample,
+            "reconstruct": cmd_reconstruct, "info": cmd_info, "run": cmd_run,
+            "compare": cmd_compare}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        sys.exit(0)
+    try:
+        COMMANDS[args.command](args)
+    except MaevaeError as e:
+        print(f"maevae: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        print("maevae: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except OSError as e:
+        if os.environ.get("MAEVAE_DEBUG"):
+            raise
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        print(f"maevae: error: {e.strerror or e}{where}; check the path, free disk space and "
+              "permissions", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,214 @@
+"""Evaluating a trained run directory: test statistics, IS-NLL, samples, reconstructions.
+
+``evaluate_run`` writes ``eval.json``. The importance-sampled NLL over the test set saves its
+per-image results every few images (``eval_partial.safetensors`` + ``.json``), so an
+interrupted evaluation resumes where it stopped instead of starting over.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from maevae.config import RunConfig, from_dict
+from maevae.data import ImageSplits, load_dataset
+from maevae.device import autocast
+from maevae.errors import ConfigError
+from maevae.evaluate.likelihood import bits_per_dim, importance_sampled_batch, iterate_batches
+from maevae.evaluate.statistics import batch_statistics
+from maevae.models.vae import VAE, build_model
+from maevae.train.checkpoint import RunDir, atomic_write_text, sha256_bytes, tensors_to_bytes
+from maevae.train.inputs import data_dims, evaluation_inputs, redraw_dynamic
+
+PARTIAL_EVERY_S = 30.0
+
+
+def load_run_config(run: RunDir) -> RunConfig:
+    import yaml
+
+    run.meta()
+    try:
+        return from_dict(yaml.safe_load(run.config_yaml()))
+    except ConfigError as e:
+        raise ConfigError(f"{run.path / 'config.yaml'}: {e}") from None
+
+
+def load_run_data(cfg: RunConfig, data_root: str | None) -> ImageSplits:
+    opts = {}
+    if cfg.data.name in ("omniglot", "omniglot_mat"):
+        opts["fortran"] = cfg.data.omniglot_fortran
+    if cfg.data.name == "folder" and cfg.data.image_size is not None:
+        opts["image_size"] = tuple(cfg.data.image_size)
+    return load_dataset(cfg.data.name, data_root, split=cfg.data.split, seed=cfg.seed,
+                        n_val=cfg.data.n_val, **opts)
+
+
+def load_trained_model(run: RunDir, cfg: RunConfig, device: torch.device) -> tuple[VAE, dict]:
+    meta = run.meta()
+    tensors, best = run.load_best()
+    model = build_model(cfg.model, tuple(meta["image_shape"])).to(device)
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError:
+        raise ConfigError(f"the model in {run.best_dir} does not match {run.path}/config.yaml; "
+                          "restore the original config.yaml") from None
+    model.eval()
+    return model, best
+
+
+def _settings_key(cfg: RunConfig, k: int, n_images: int, precision: str, best: dict) -> str:
+    key = json.dumps({"k": k, "n": n_images, "precision": precision, "seed": cfg.seed,
+                      "copies": cfg.data.test_copies, "model": best.get("sha256")},
+                     sort_keys=True)
+    return sha256_bytes(key.encode())[:16]
+
+
+def importance_sampled_test_nll(run: RunDir, model: VAE, x: torch.Tensor, cfg: RunConfig, k: int,
+                                precision: str, best: dict, progress: bool = True) -> dict:
+    """IS-NLL on x with partial results saved to the run directory, resumed when present."""
+    from safetensors.torch import load as st_load
+
+    key = _settings_key(cfg, k, x.shape[0], precision, best)
+    part_t, part_j = run.path / "eval_partial.safetensors", run.path / "eval_partial.json"
+    names = ("nll", "nll_mc_stderr", "elbo", "recon", "kl")
+    done: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    start_at = 0
+    if part_t.exists() and part_j.exists():
+        try:
+            meta = json.loads(part_j.read_text())
+            data = part_t.read_bytes()
+            if meta.get("key") == key and sha256_bytes(data) == meta.get("sha256"):
+                saved = st_load(data)
+                start_at = int(meta["done"])
+                done = {n: [saved[n]] for n in names}
+        except (OSError, ValueError, KeyError):
+            start_at = 0
+    g = torch.Generator(device=x.device).manual_seed(cfg.seed + 99)
+    dtype = torch.bfloat16 if precision == "bf16" else None
+    chunk = cfg.eval.nll_chunk
+    bar = tqdm(total=x.shape[0], initial=start_at, desc="IS-NLL", disable=not progress,
+               leave=False, dynamic_ncols=True)
+    last_save = time.time()
+
+    def save(n_done: int) -> None:
+        tensors = {n: torch.cat(done[n]) if done[n] else torch.zeros(0) for n in names}
+        data = tensors_to_bytes(tensors)
+        part_t.write_bytes(data)
+        atomic_write_text(part_j, json.dumps({"key": key, "done": n_done,
+                                              "sha256": sha256_bytes(data)}))
+
+    pos = start_at
+    for sl in iterate_batches(x[start_at:], k, chunk):
+        xb = x[start_at + sl.start:start_at + sl.stop]
+        # each batch draws from a generator tied to its position: resuming changes nothing
+        g.manual_seed(cfg.seed * 7919 + start_at + sl.start)
+        res = importance_sampled_batch(model, xb, k, chunk, g, dtype)
+        for n in names:
+            done[n].append(getattr(res, n).double().cpu())
+        pos = start_at + sl.stop
+        bar.update(xb.shape[0])
+        if time.time() - last_save > PARTIAL_EVERY_S:
+            save(pos)
+            last_save = time.time()
+    bar.close()
+    out = {n: torch.cat(done[n]) for n in names}
+    part_t.unlink(missing_ok=True)
+    part_j.unlink(missing_ok=True)
+    return out
+
+
+def evaluate_run(run_dir: str | Path, data_root: str | None, device: torch.device,
+                 nll_samples: int | None = None, precision: str | None = None,
+                 max_images: int | None = None, progress: bool = True, log=print) -> dict:
+    run = RunDir(run_dir)
+    cfg = load_run_config(run)
+    model, best = load_trained_model(run, cfg, device)
+    k = nll_samples or cfg.eval.nll_samples
+    if k < 1:
+        raise ConfigError(f"--nll-samples {k}: the number of importance samples must be >= 1")
+    precision = precision or cfg.eval.precision
+    data = load_run_data(cfg, data_root)
+    x_all, copies = evaluation_inputs(data.test_x, cfg.data, cfg.seed + 2)
+    g = torch.Generator(device=device).manual_seed(cfg.seed + 3)
+    x_all = redraw_dynamic(x_all.to(device), copies, g)
+    t0 = time.time()
+    stats = batch_statistics(model, x_all, cfg.train.eval_batch, cfg.objective.kl_samples_eval,
+                             g, precision)
+    t_stats = time.time() - t0
+    limit = max_images if max_images is not None else cfg.eval.max_images
+    x_nll = x_all if limit is None else x_all[:limit]
+    t0 = time.time()
+    res = importance_sampled_test_nll(run, model, x_nll, cfg, k, precision, best, progress)
+    t_nll = time.time() - t0
+    n = x_nll.shape[0]
+    nll = float(res["nll"].mean())
+    dims = data_dims(data.image_shape)
+    out = {
+        "nll": nll,
+        "nll_stderr": float(res["nll"].std() / math.sqrt(n)) if n > 1 else 0.0,
+        "nll_mc_stderr": float(res["nll_mc_stderr"].pow(2).sum().sqrt() / n),
+        "nll_elbo": float(res["elbo"].mean()),
+        "elbo": stats["elbo"], "recon": stats["recon"], "kl": stats["kl"],
+        "mpd": stats["mpd"], "std": stats["std"],
+        "is_recon": float(res["recon"].mean()), "is_kl": float(res["kl"].mean()),
+        "bits_per_dim": bits_per_dim(nll, dims) if not cfg.data.binarize else None,
+        "nll_samples": k, "nll_images": n,
+        "test_copies": copies, "test_images": int(len(data.test_x)),
+        "stat_images": int(x_all.shape[0]), "stat_posterior_samples":
+            cfg.objective.kl_samples_eval, "stat_batch": cfg.train.eval_batch,
+        "precision": precision, "best_epoch": best.get("epoch"),
+        "dataset": data.name, "data_notes": data.notes,
+        "seconds": {"statistics": round(t_stats, 2), "nll": round(t_nll, 2)},
+    }
+    eval_path = run.path / "eval.json"
+    old = {}
+    if eval_path.exists():
+        try:
+            old = json.loads(eval_path.read_text())
+        except ValueError:
+            old = {}
+    for keep in ("clustering", "probes", "diagnostics", "figures"):
+        if keep in old:
+            out[keep] = old[keep]
+    atomic_write_text(eval_path, json.dumps(out, indent=2))
+    log(f"test: NLL {nll:.2f} ± {out['nll_stderr']:.2f} nats (K={k}, {n} images, "
+        f"{copies or 'dynamic'} binarised copies), ELBO {stats['elbo']:.2f} "
+        f"(RE {stats['recon']:.2f}, KL {stats['kl']:.2f}), MPD {stats['mpd']:.2f}, "
+        f"STD {stats['std']:.2f}")
+    return out
+
+
+@torch.no_grad()
+def sample_images(run_dir: str | Path, device: torch.device, n: int, seed: int) -> torch.Tensor:
+    run = RunDir(run_dir)
+    cfg = load_run_config(run)
+    model, _ = load_trained_model(run, cfg, device)
+    g = torch.Generator(device=device).manual_seed(seed)
+    with autocast(device, "fp32"):
+        x = model.sample(n, generator=g)
+    return _to_unit(x, cfg)
+
+
+@torch.no_grad()
+def reconstruct_images(run_dir: str | Path, data_root: str | None, device: torch.device,
+                       n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    run = RunDir(run_dir)
+    cfg = load_run_config(run)
+    model, _ = load_trained_model(run, cfg, device)
+    data = load_run_data(cfg, data_root)
+    x_u8 = torch.from_numpy(data.test_x[:n]).to(device)
+    if cfg.data.binarize:
+        x = (x_u8.float() / 255.0 > 0.5).float()  # thresholded, as the authors' figures
+    else:
+        x = x_u8.float() / 127.5 - 1.0
+    return _to_unit(x, cfg), _to_unit(model.reconstruct(x), cfg)
+
+
+def _to_unit(x: torch.Tensor, cfg: RunConfig) -> torch.Tensor:
+    x = x.float().cpu()
+    return x if cfg.data.binarize else (x + 1) / 2

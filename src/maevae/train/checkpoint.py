@@ -1,0 +1,296 @@
+"""Run directories and crash-safe checkpoints (safetensors + JSON; nothing is unpickled).
+
+Layout of a run directory::
+
+    config.yaml            the fully resolved config
+    run.json               format version, maevae version, image shape, data notes
+    metrics.jsonl          one JSON object per logged step / epoch
+    checkpoints/step-00000600/   model.safetensors, ema.safetensors, optim.safetensors,
+                                 state.json (counters, schedule, sha256 of every file)
+    best/                  model.safetensors (EMA weights) + meta.json (with sha256)
+    eval.json              written by ``maevae eval``
+
+Every checkpoint is written to a temporary folder, each file flushed and fsync'ed, then
+renamed into place (and the parent folder fsync'ed), so a crash leaves either the old or
+the new checkpoint, never a half-written one. On load every file's sha256 is checked; a
+corrupt newest checkpoint is reported in one line and the previous valid one is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from maevae import RUN_FORMAT_VERSION, __version__
+from maevae.errors import CheckpointError
+
+CKPT_PREFIX = "step-"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_bytes_durable(path: Path, data: bytes) -> None:
+    """Write, flush and fsync one file (in a folder that is renamed into place later)."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a small text file atomically (temp file, fsync, rename)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write_bytes_durable(tmp, text.encode())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write {path}: {e.strerror or e}; check free disk space "
+                              "and permissions") from None
+    _fsync_dir(path.parent)
+
+
+def tensors_to_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    return st_save({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()})
+
+
+def optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
+    sd = opt.state_dict()
+    tensors = {}
+    for idx, st in sd["state"].items():
+        for k, v in st.items():
+            tensors[f"{idx}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()}
+              for g in sd["param_groups"]]
+    return tensors, groups
+
+
+def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+                           groups: list) -> None:
+    state: dict[int, dict] = {}
+    for name, v in tensors.items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = v
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+class RunDir:
+    """A run directory: config, metrics, checkpoints, best model, evaluation."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.ckpt_dir = self.path / "checkpoints"
+        self.best_dir = self.path / "best"
+
+    # ----------------------------------------------------------------- creation / metadata
+    def create(self, config_yaml: str, meta: dict) -> None:
+        if self.path.exists() and any(self.path.iterdir()):
+            raise CheckpointError(f"run directory {self.path} is not empty (it holds another run"
+                                  "); choose a new --out, or continue it with "
+                                  f"`maevae train --resume {self.path}`")
+        try:
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CheckpointError(f"cannot create run directory {self.path}: "
+                                  f"{e.strerror or e}; choose a writable --out") from None
+        if not os.access(self.path, os.W_OK):
+            raise CheckpointError(f"run directory {self.path} is not writable; choose a "
+                                  "writable --out")
+        atomic_write_text(self.path / "config.yaml", config_yaml)
+        meta = {"format_version": RUN_FORMAT_VERSION, "maevae_version": __version__,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **meta}
+        atomic_write_text(self.path / "run.json", json.dumps(meta, indent=2))
+
+    def meta(self) -> dict:
+        p = self.path / "run.json"
+        if not self.path.is_dir():
+            raise CheckpointError(f"run directory {self.path} does not exist")
+        if not p.exists():
+            raise CheckpointError(f"{self.path} is not a maevae run directory (no run.json); "
+                                  "pass the folder given to `maevae train --out`")
+        try:
+            meta = json.loads(p.read_text())
+        except (OSError, ValueError):
+            raise CheckpointError(f"{p} is corrupt (not JSON); the run directory cannot be "
+                                  "used") from None
+        version = meta.get("format_version")
+        if version != RUN_FORMAT_VERSION:
+            raise CheckpointError(f"run directory {self.path} was written by an incompatible "
+                                  f"maevae (run format {version!r}, this version reads "
+                                  f"{RUN_FORMAT_VERSION}); retrain or use a matching maevae")
+        return meta
+
+    def config_yaml(self) -> str:
+        p = self.path / "config.yaml"
+        if not p.exists():
+            raise CheckpointError(f"{p} is missing; the run directory is incomplete")
+        return p.read_text()
+
+    # ------------------------------------------------------------------------- metrics
+    def append_metrics(self, row: dict) -> None:
+        with open(self.path / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def read_metrics(self) -> list[dict]:
+        p = self.path / "metrics.jsonl"
+        if not p.exists():
+            return []
+        rows = []
+        for line in p.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut by a crash
+        return rows
+
+    def truncate_metrics(self, step: int) -> None:
+        """On resume: drop rows logged after the checkpoint being resumed."""
+        rows = [r for r in self.read_metrics() if r.get("step", 0) <= step]
+        atomic_write_text(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+
+    # --------------------------------------------------------------------- checkpoints
+    def save_checkpoint(self, step: int, files: dict[str, dict[str, torch.Tensor]], state: dict,
+                        keep: int) -> Path:
+        final = self.ckpt_dir / f"{CKPT_PREFIX}{step:08d}"
+        tmp = self.ckpt_dir / f".tmp-{CKPT_PREFIX}{step:08d}-{os.getpid()}"
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            sums = {}
+            for name, tensors in files.items():
+                data = tensors_to_bytes(tensors)
+                write_bytes_durable(tmp / f"{name}.safetensors", data)
+                sums[f"{name}.safetensors"] = sha256_bytes(data)
+            body = json.dumps({**state, "step": step, "sha256": sums}, indent=1)
+            write_bytes_durable(tmp / "state.json", body.encode())
+            _fsync_dir(tmp)
+            if final.exists():
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+            _fsync_dir(self.ckpt_dir)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise CheckpointError(f"cannot write checkpoint in {self.ckpt_dir}: "
+                                  f"{e.strerror or e}; free disk space or fix permissions, then "
+                                  f"resume with `maevae train --resume {self.path}`") from None
+        self._prune(keep)
+        return final
+
+    def _prune(self, keep: int) -> None:
+        ckpts = self.checkpoint_paths()
+        for old in ckpts[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        for tmp in self.ckpt_dir.glob(".tmp-*"):
+            if not tmp.name.endswith(f"-{os.getpid()}"):
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def checkpoint_paths(self) -> list[Path]:
+        if not self.ckpt_dir.is_dir():
+            return []
+        return sorted(p for p in self.ckpt_dir.iterdir()
+                      if p.is_dir() and p.name.startswith(CKPT_PREFIX))
+
+    @staticmethod
+    def read_checkpoint(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
+        """Verify and load one checkpoint folder; CheckpointError if anything is off."""
+        try:
+            state = json.loads((path / "state.json").read_text())
+        except (OSError, ValueError):
+            raise CheckpointError(f"checkpoint {path.name}: state.json missing or corrupt"
+                                  ) from None
+        sums = state.get("sha256")
+        if not isinstance(sums, dict) or not sums:
+            raise CheckpointError(f"checkpoint {path.name}: no checksums in state.json")
+        files = {}
+        for fname, digest in sums.items():
+            if "/" in fname or not fname.endswith(".safetensors"):
+                raise CheckpointError(f"checkpoint {path.name}: unexpected file {fname!r}")
+            try:
+                data = (path / fname).read_bytes()
+            except OSError:
+                raise CheckpointError(f"checkpoint {path.name}: {fname} is missing") from None
+            if sha256_bytes(data) != digest:
+                raise CheckpointError(f"checkpoint {path.name}: {fname} is truncated or "
+                                      "corrupted (checksum mismatch)")
+            try:
+                files[fname.removesuffix(".safetensors")] = st_load(data)
+            except Exception:
+                raise CheckpointError(f"checkpoint {path.name}: {fname} is not a valid "
+                                      "safetensors file") from None
+        return files, state
+
+    def load_latest_checkpoint(self, warn=None) -> tuple[dict, dict] | None:
+        """The newest checkpoint that verifies; corrupt newer ones are reported and skipped."""
+        warn = warn or (lambda m: print(f"maevae: warning: {m}", file=sys.stderr))
+        for path in reversed(self.checkpoint_paths()):
+            try:
+                return self.read_checkpoint(path)
+            except CheckpointError as e:
+                warn(f"{e}; falling back to the previous checkpoint")
+        return None
+
+    # -------------------------------------------------------------------------- best
+    def save_best(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        data = tensors_to_bytes(tensors)
+        tmp = self.path / f".best.tmp-{os.getpid()}"
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            write_bytes_durable(tmp / "model.safetensors", data)
+            body = json.dumps({**meta, "sha256": sha256_bytes(data)}, indent=1)
+            write_bytes_durable(tmp / "meta.json", body.encode())
+            _fsync_dir(tmp)
+            old = self.path / f".best.old-{os.getpid()}"
+            if self.best_dir.exists():
+                os.rename(self.best_dir, old)
+            os.rename(tmp, self.best_dir)
+            shutil.rmtree(old, ignore_errors=True)
+            _fsync_dir(self.path)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise CheckpointError(f"cannot write the best model in {self.path}: "
+                                  f"{e.strerror or e}; free disk space or fix permissions"
+                                  ) from None
+
+    def load_best(self) -> tuple[dict[str, torch.Tensor], dict]:
+        meta_p, model_p = self.best_dir / "meta.json", self.best_dir / "model.safetensors"
+        if not model_p.exists() or not meta_p.exists():
+            raise CheckpointError(f"{self.path} has no trained model yet (best/ is missing); "
+                                  f"train it first or resume with `maevae train --resume "
+                                  f"{self.path}`")
+        try:
+            meta = json.loads(meta_p.read_text())
+        except (OSError, ValueError):
+            raise CheckpointError(f"{meta_p} is corrupt (not JSON)") from None
+        data = model_p.read_bytes()
+        if sha256_bytes(data) != meta.get("sha256"):
+            raise CheckpointError(f"{model_p} is truncated or corrupted (checksum mismatch); "
+                                  "retrain or restore it from a backup")
+        try:
+            return st_load(data), meta
+        except Exception:
+            raise CheckpointError(f"{model_p} is not a valid safetensors file") from None

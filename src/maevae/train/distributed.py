@@ -1,0 +1,82 @@
+"""Distributed data parallel helpers (torchrun; NCCL on GPUs, gloo on CPU).
+
+The global batch of ``train.batch_size`` images is split evenly over the ranks. Every rank
+draws the binarisation and reparameterisation noise of the *whole* global batch from the
+same per-step generator and keeps its slice, and the MAE regularizer sees the posteriors of
+the whole global batch through a differentiable all-gather — so N processes with batch
+b = B / N compute exactly what one process computes with batch B.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend)
+    info = DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+    if device.type == "cuda":
+        torch.cuda.set_device(info.local_rank)
+    return info
+
+
+class _AllGather(torch.autograd.Function):
+    """Concatenate equal-sized [b, ...] tensors from all ranks along dim 0; the backward pass
+    sums the incoming gradients over ranks and returns this rank's slice."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        world = dist.get_world_size()
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rank, ctx.b = dist.get_rank(), x.shape[0]
+        return torch.cat(parts, 0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[ctx.rank * ctx.b:(ctx.rank + 1) * ctx.b]
+
+
+def all_gather_grad(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Differentiable all-gather (identity when not distributed)."""
+    return _AllGather.apply(x) if info.enabled else x
+
+
+def all_reduce_mean(value: float, info: DistInfo) -> float:
+    if not info.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t) / info.world
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()

@@ -1,0 +1,41 @@
+"""Exponential moving average ("Polyak") shadow of the parameters (SPEC §1.0).
+
+shadow <- shadow + (1 - a_t) (theta - shadow) after every successful step, with
+a_t = decay, or min(decay, (1 + t) / (10 + t)) when ``warmup`` is on (t = EMA updates so
+far). Only parameters are averaged; buffers (masks) are copied. The shadow is a frozen copy
+of the model used for all evaluation and for the saved "best" model.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+class EMA:
+    def __init__(self, model: nn.Module, decay: float, warmup: bool = False):
+        self.decay, self.warmup = decay, warmup
+        self.updates = 0
+        self.shadow = copy.deepcopy(model).eval()
+        for p in self.shadow.parameters():
+            p.requires_grad_(False)
+
+    def rate(self) -> float:
+        if self.warmup:
+            return min(self.decay, (1 + self.updates) / (10 + self.updates))
+        return self.decay
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        a = self.rate()
+        for s, p in zip(self.shadow.parameters(), model.parameters()):
+            s.lerp_(p.detach(), 1.0 - a)
+        self.updates += 1
+
+    def state(self) -> dict:
+        return {"updates": self.updates, "decay": self.decay, "warmup": self.warmup}
+
+    def load_state(self, state: dict) -> None:
+        self.updates = int(state["updates"])

@@ -1,0 +1,307 @@
+"""The training loop, as in the authors' code (SPEC §3), made resumable and crash-safe.
+
+One step: dynamic binarisation -> q(z|x), z, log p(x|z), log p(z) -> per-example terms ->
+loss = recon + max(KL, FB) + eta·L_diverse + gamma·STD -> backward -> clip (total norm 5)
+-> skip the step if the loss or the gradient norm is not finite -> Adam -> EMA update.
+After each epoch the EMA model is validated on the fixed binarised copies; the best one by
+validation ELBO is saved; the learning rate is halved on plateaus (:mod:`.schedule`).
+
+Randomness is a pure function of (seed, epoch) for the data order and (seed, step) for the
+binarisation and posterior noise, so a run resumed from any checkpoint — on any number of
+processes — continues exactly as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from maevae.config import RunConfig
+from maevae.data import ImageSplits
+from maevae.device import autocast
+from maevae.errors import MaevaeError
+from maevae.evaluate.statistics import batch_statistics
+from maevae.models.vae import VAE, build_model
+from maevae.objectives import mae_loss
+from maevae.train.checkpoint import RunDir, optimizer_from_tensors, optimizer_to_tensors
+from maevae.train.distributed import DistInfo, all_gather_grad
+from maevae.train.ema import EMA
+from maevae.train.inputs import data_dims, evaluation_inputs, redraw_dynamic, training_inputs
+from maevae.train.schedule import Schedule
+
+
+class TrainingStopped(MaevaeError):
+    """Training could not go on (e.g. too many non-finite steps in a row)."""
+
+
+def _gen(seed: int, *salt: int, device: torch.device | str = "cpu") -> torch.Generator:
+    g = torch.Generator(device=device)
+    h = seed
+    for s in salt:
+        h = (h * 1_000_003 + s + 1) % (2**63 - 1)
+    g.manual_seed(h)
+    return g
+
+
+@dataclass
+class Counters:
+    step: int = 0  # optimizer steps attempted (including skipped ones)
+    epoch: int = 0  # current epoch (0-based)
+    batch: int = 0  # next batch index within the epoch
+    epoch_validated: bool = False
+    skipped: int = 0  # total non-finite steps skipped
+    consecutive_skipped: int = 0
+    best_epoch: int = -1
+    stopped: str = ""
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, data: ImageSplits, run_dir: RunDir, device: torch.device,
+                 dist: DistInfo | None = None, progress: bool = True, log=print):
+        self.cfg, self.data, self.run, self.device = cfg, data, run_dir, device
+        self.dist = dist or DistInfo()
+        self.progress = progress and self.dist.is_main
+        self.log = log if self.dist.is_main else (lambda *a, **k: None)
+        t = cfg.train
+        if t.batch_size % self.dist.world:
+            raise MaevaeError(f"train.batch_size={t.batch_size} must be divisible by the number "
+                              f"of processes ({self.dist.world})")
+        self.local_batch = t.batch_size // self.dist.world
+        if len(data.train_x) < t.batch_size:
+            raise MaevaeError(f"the training set has {len(data.train_x)} images, fewer than "
+                              f"train.batch_size={t.batch_size}; lower the batch size")
+        if len(data.val_x) < 2:
+            raise MaevaeError("the validation split is empty; set data.n_val >= 2")
+        torch.manual_seed(cfg.seed)
+        self.image_shape = data.image_shape
+        self.dims = data_dims(self.image_shape)
+        self.model: VAE = build_model(cfg.model, self.image_shape).to(device)
+        self.train_x = torch.from_numpy(data.train_x).to(device)  # uint8 [N, C, H, W]
+        val, self.val_copies = evaluation_inputs(data.val_x, cfg.data, cfg.seed + 1)
+        self.val_x = val.to(device)
+        self.counters = Counters()
+        self.schedule = Schedule.from_config(t)
+        self.ema: EMA | None = None
+        self.opt: torch.optim.Optimizer | None = None
+        self.ddp = None
+
+    # ---------------------------------------------------------------- set-up / state
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        t = self.cfg.train
+        return torch.optim.Adam(self.model.parameters(), lr=self.schedule.lr(),
+                                betas=tuple(t.betas), eps=t.adam_eps)
+
+    def _wrap(self) -> None:
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(self.model, device_ids=ids,
+                                               broadcast_buffers=False)
+
+    def initialize(self) -> None:
+        """Fresh start: data-dependent init on ``init_batch`` training images, EMA, Adam."""
+        t = self.cfg.train
+        if t.ddi:
+            g = _gen(self.cfg.seed, 7)
+            n = min(t.init_batch, len(self.train_x))
+            idx = torch.randperm(len(self.train_x), generator=g)[:n].to(self.device)
+            x = training_inputs(self.train_x[idx], self.cfg.data, _gen(self.cfg.seed, 8,
+                                device=self.device))
+            self.model.initialize(x)
+        self.ema = EMA(self.model, t.ema_decay, t.ema_warmup)
+        self.opt = self._new_optimizer()
+        self._wrap()
+
+    def state_files(self) -> dict[str, dict[str, torch.Tensor]]:
+        tensors, _ = optimizer_to_tensors(self.opt)
+        return {"model": dict(self.model.state_dict()),
+                "ema": dict(self.ema.shadow.state_dict()),
+                "optim": tensors}
+
+    def state_json(self) -> dict:
+        _, groups = optimizer_to_tensors(self.opt)
+        return {"counters": self.counters.__dict__.copy(), "schedule": self.schedule.state(),
+                "ema": self.ema.state(), "optim_groups": groups}
+
+    def save_checkpoint(self) -> None:
+        if self.dist.is_main:
+            self.run.save_checkpoint(self.counters.step, self.state_files(), self.state_json(),
+                                     self.cfg.train.keep_checkpoints)
+
+    def resume(self) -> bool:
+        """Restore the newest valid checkpoint; False when there is none."""
+        found = self.run.load_latest_checkpoint(warn=self.log_warning)
+        if found is None:
+            return False
+        files, state = found
+        self.ema = EMA(self.model, self.cfg.train.ema_decay, self.cfg.train.ema_warmup)
+        try:
+            self.model.load_state_dict(files["model"])
+            self.ema.shadow.load_state_dict(files["ema"])
+        except (KeyError, RuntimeError):
+            raise MaevaeError(f"the checkpoint in {self.run.path} does not match the configured "
+                              "model (config.yaml was edited?); restore config.yaml") from None
+        self.ema.load_state(state["ema"])
+        self.schedule.load_state(state["schedule"])
+        self.counters = Counters(**state["counters"])
+        self.opt = self._new_optimizer()
+        optimizer_from_tensors(self.opt, files["optim"], state["optim_groups"])
+        self._wrap()
+        if self.dist.is_main:
+            self.run.truncate_metrics(self.counters.step)
+        return True
+
+    def log_warning(self, msg: str) -> None:
+        self.log(f"maevae: warning: {msg}")
+
+    # ------------------------------------------------------------------------ steps
+    def _batch_indices(self, epoch: int) -> torch.Tensor:
+        return torch.randperm(len(self.train_x), generator=_gen(self.cfg.seed, 1, epoch))
+
+    def train_step(self, idx: torch.Tensor) -> dict[str, float] | None:
+        """One optimizer step on the global batch ``idx``; None when skipped (non-finite)."""
+        cfg, c = self.cfg, self.counters
+        g = _gen(cfg.seed, 2, c.step, device=self.device)
+        x_all = training_inputs(self.train_x[idx.to(self.device)], cfg.data, g)  # [B, C, H, W]
+        s = cfg.objective.kl_samples_train
+        eps_all = torch.randn(s, len(idx), self.model.latent_dim, generator=g,
+                              device=self.device)  # [S, B, D]
+        lo, hi = self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch
+        x, eps = x_all[lo:hi], eps_all[:, lo:hi]
+        torch.manual_seed(int(_gen(cfg.seed, 4, c.step).initial_seed()))  # dropout (colour)
+        self.model.train()
+        net = self.ddp or self.model
+        with autocast(self.device, cfg.train.precision):
+            terms = net(x, s, eps=eps)
+        mu = all_gather_grad(terms.mu.float(), self.dist)
+        logvar = all_gather_grad(terms.logvar.float(), self.dist)
+        kl = all_gather_grad(terms.kl.float(), self.dist)
+        lt = mae_loss(terms.recon.float(), kl, mu, logvar, cfg.objective, self.dims)
+        self.opt.zero_grad(set_to_none=True)
+        loss = lt.loss
+        lt_finite = bool(torch.isfinite(loss))
+        if lt_finite:
+            loss.backward()
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        clip = cfg.train.grad_clip if cfg.train.grad_clip > 0 else float("inf")
+        norm = float(torch.nn.utils.clip_grad_norm_(params, clip)) if lt_finite else math.nan
+        c.step += 1
+        if not (lt_finite and math.isfinite(norm)):
+            c.skipped += 1
+            c.consecutive_skipped += 1
+            self.opt.zero_grad(set_to_none=True)
+            if c.consecutive_skipped > cfg.train.max_nonfinite:
+                raise TrainingStopped(
+                    f"{c.consecutive_skipped} non-finite losses/gradients in a row (step "
+                    f"{c.step}); training stopped, the last good checkpoint is kept in "
+                    f"{self.run.path / 'checkpoints'} — lower train.lr or check the data")
+            return None
+        c.consecutive_skipped = 0
+        lr = self.schedule.lr()
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        self.opt.step()
+        self.schedule.step()
+        self.ema.update(self.model)
+        out = lt.scalars()
+        out.update(grad_norm=norm, lr=lr)
+        return out
+
+    # ------------------------------------------------------------------- validation
+    def validate(self) -> dict[str, float]:
+        cfg = self.cfg
+        g = _gen(cfg.seed, 3, self.counters.epoch, device=self.device)
+        x = redraw_dynamic(self.val_x, self.val_copies, g)
+        return batch_statistics(self.ema.shadow, x, cfg.train.eval_batch,
+                                cfg.objective.kl_samples_eval, g, cfg.train.precision)
+
+    def _end_epoch(self) -> None:
+        c = self.counters
+        stats = self.validate()
+        improved, reset = self.schedule.end_epoch(stats["elbo"])
+        if improved:
+            c.best_epoch = c.epoch
+            if self.dist.is_main:
+                self.run.save_best(dict(self.ema.shadow.state_dict()),
+                                   {"epoch": c.epoch, "step": c.step, "val": stats})
+        if reset:
+            self.opt = self._new_optimizer()
+        c.epoch_validated = True
+        row = {"kind": "val", "epoch": c.epoch, "step": c.step, **stats,
+               "best": improved, "lr": self.schedule.lr(), "skipped": c.skipped}
+        self._metrics(row)
+        self.log(f"epoch {c.epoch + 1}: val ELBO {stats['elbo']:.2f} (RE {stats['recon']:.2f}, "
+                 f"KL {stats['kl']:.2f}, MPD {stats['mpd']:.2f}, STD {stats['std']:.2f})"
+                 + ("  *best*" if improved else ""))
+
+    def _metrics(self, row: dict) -> None:
+        if self.dist.is_main:
+            self.run.append_metrics(row)
+
+    # -------------------------------------------------------------------------- fit
+    def fit(self, stop_at_step: int | None = None) -> Counters:
+        """Train until a stopping rule fires. ``stop_at_step`` simulates an interruption:
+        the loop checkpoints and returns after that many steps (as on Ctrl-C)."""
+        c, t = self.counters, self.cfg.train
+        n_batches = len(self.train_x) // t.batch_size
+        bar = tqdm(total=n_batches, disable=not self.progress, leave=False, dynamic_ncols=True)
+        start = time.time()
+        try:
+            while not c.stopped:
+                if c.epoch >= t.max_epochs:
+                    c.stopped = f"max_epochs={t.max_epochs} reached"
+                    break
+                perm = self._batch_indices(c.epoch)
+                bar.reset(total=n_batches)
+                bar.set_description(f"epoch {c.epoch + 1}")
+                bar.update(c.batch)
+                while c.batch < n_batches:
+                    if stop_at_step is not None and c.step >= stop_at_step:
+                        self.save_checkpoint()
+                        return c
+                    if t.max_steps is not None and c.step >= t.max_steps:
+                        break
+                    idx = perm[c.batch * t.batch_size:(c.batch + 1) * t.batch_size]
+                    out = self.train_step(idx)
+                    c.batch += 1
+                    c.epoch_validated = False
+                    bar.update(1)
+                    if out is not None and (c.step % t.log_every == 0 or c.step == 1):
+                        row = {"kind": "train", "epoch": c.epoch, "step": c.step,
+                               "skipped": c.skipped, **out}
+                        self._metrics(row)
+                        bar.set_postfix(loss=f"{out['loss']:.2f}", kl=f"{out['kl']:.2f}",
+                                        mpd=f"{out['mpd']:.1f}")
+                    if t.checkpoint_every and c.step % t.checkpoint_every == 0 \
+                            and c.batch < n_batches:
+                        self.save_checkpoint()
+                hit_step_cap = t.max_steps is not None and c.step >= t.max_steps
+                if c.batch >= n_batches or (hit_step_cap and not c.epoch_validated):
+                    self._end_epoch()
+                reason = None
+                if c.batch >= n_batches:
+                    c.epoch += 1
+                    c.batch = 0
+                    if c.epoch >= t.max_epochs:
+                        reason = f"max_epochs={t.max_epochs} reached"
+                reason = self.schedule.should_stop() or reason
+                if hit_step_cap:
+                    reason = f"max_steps={t.max_steps} reached"
+                if reason:
+                    c.stopped = reason
+                self.save_checkpoint()
+        except KeyboardInterrupt:
+            self.save_checkpoint()
+            bar.close()
+            raise MaevaeError(f"interrupted at step {c.step}; a checkpoint was saved — continue "
+                              f"with `maevae train --resume {self.run.path}`") from None
+        bar.close()
+        self.log(f"training stopped after {c.step} steps, {time.time() - start:.0f} s: "
+                 f"{c.stopped}" + (f" ({c.skipped} non-finite steps skipped)" if c.skipped else ""))
+        return c
+
