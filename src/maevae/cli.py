@@ -173,8 +173,7 @@ def cmd_train(args) -> None:
             sets.append(f"train.precision={args.precision}")
         cfg = load_config(args.config, sets)
         run = RunDir(args.out)
-        if run.path.exists() and any(run.path.iterdir()):
-            RunDir(args.out).create("", {})  # raises the "not empty" error
+        run.check_new()  # before loading data: never overwrite another run
     if cfg.train.num_threads:
         import torch
 

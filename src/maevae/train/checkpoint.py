@@ -107,11 +107,35 @@ class RunDir:
         self.best_dir = self.path / "best"
 
     # ----------------------------------------------------------------- creation / metadata
-    def create(self, config_yaml: str, meta: dict) -> None:
-        if self.path.exists() and any(self.path.iterdir()):
+    # what a ``create`` killed before run.json was written leaves behind: such a folder holds
+    # no run yet and may be used again
+    _CREATE_LEFTOVERS = ("checkpoints", "config.yaml")
+
+    def _is_interrupted_create(self) -> bool:
+        if (self.path / "run.json").exists():
+            return False
+        for p in self.path.iterdir():
+            if p.name == "checkpoints" and p.is_dir() and not any(p.iterdir()):
+                continue
+            if p.name == "config.yaml" or (p.name.startswith((".config.yaml.tmp-",
+                                                              ".run.json.tmp-"))):
+                continue
+            return False
+        return True
+
+    def check_new(self) -> None:
+        """CheckpointError unless the folder is absent, empty, or the leftover of a new run
+        that was killed before it was set up (nothing of another run is ever overwritten)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise CheckpointError(f"--out {self.path} is a file, not a folder; choose a new "
+                                  "--out")
+        if self.path.is_dir() and any(self.path.iterdir()) and not self._is_interrupted_create():
             raise CheckpointError(f"run directory {self.path} is not empty (it holds another run"
                                   "); choose a new --out, or continue it with "
                                   f"`maevae train --resume {self.path}`")
+
+    def create(self, config_yaml: str, meta: dict) -> None:
+        self.check_new()
         try:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -188,24 +212,30 @@ class RunDir:
             body = json.dumps({**state, "step": step, "sha256": sums}, indent=1)
             write_bytes_durable(tmp / "state.json", body.encode())
             _fsync_dir(tmp)
-            if final.exists():
-                shutil.rmtree(final)
+            old = self.ckpt_dir / f".old-{CKPT_PREFIX}{step:08d}-{os.getpid()}"
+            if final.exists():  # re-saving a step: move the old copy aside, never delete first
+                shutil.rmtree(old, ignore_errors=True)
+                os.rename(final, old)
             os.rename(tmp, final)
             _fsync_dir(self.ckpt_dir)
+            shutil.rmtree(old, ignore_errors=True)
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
             raise CheckpointError(f"cannot write checkpoint in {self.ckpt_dir}: "
                                   f"{e.strerror or e}; free disk space or fix permissions, then "
                                   f"resume with `maevae train --resume {self.path}`") from None
-        self._prune(keep)
+        self._prune(keep, final)
         return final
 
-    def _prune(self, keep: int) -> None:
-        ckpts = self.checkpoint_paths()
+    def _prune(self, keep: int, newest: Path) -> None:
+        # count only checkpoints up to the one just written: a corrupt "newer" one left from
+        # before a fallback must not push valid ones out (it is replaced when training gets
+        # there again)
+        ckpts = [p for p in self.checkpoint_paths() if p.name <= newest.name]
         for old in ckpts[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
-        for tmp in self.ckpt_dir.glob(".tmp-*"):
-            if not tmp.name.endswith(f"-{os.getpid()}"):
+        for tmp in [*self.ckpt_dir.glob(".tmp-*"), *self.ckpt_dir.glob(".old-*")]:
+            if not tmp.name.endswith(f"-{os.getpid()}"):  # left by a killed process
                 shutil.rmtree(tmp, ignore_errors=True)
 
     def checkpoint_paths(self) -> list[Path]:
@@ -244,19 +274,29 @@ class RunDir:
         return files, state
 
     def load_latest_checkpoint(self, warn=None) -> tuple[dict, dict] | None:
-        """The newest checkpoint that verifies; corrupt newer ones are reported and skipped."""
+        """The newest checkpoint that verifies; corrupt newer ones are reported (one line
+        each) and skipped. None when there is no checkpoint at all (a run killed before its
+        first one); CheckpointError when there are checkpoints but none verifies — starting
+        over silently could throw away days of training."""
         warn = warn or (lambda m: print(f"maevae: warning: {m}", file=sys.stderr))
-        for path in reversed(self.checkpoint_paths()):
+        paths = self.checkpoint_paths()
+        for path in reversed(paths):
             try:
                 return self.read_checkpoint(path)
             except CheckpointError as e:
                 warn(f"{e}; falling back to the previous checkpoint")
+        if paths:
+            raise CheckpointError(f"none of the {len(paths)} checkpoint(s) in {self.ckpt_dir} "
+                                  "is valid (all truncated or corrupted); restore them from a "
+                                  f"backup, or delete {self.ckpt_dir} to train from the start")
         return None
 
     # -------------------------------------------------------------------------- best
     def save_best(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
         data = tensors_to_bytes(tensors)
         tmp = self.path / f".best.tmp-{os.getpid()}"
+        for stale in [*self.path.glob(".best.tmp-*"), *self.path.glob(".best.old-*")]:
+            shutil.rmtree(stale, ignore_errors=True)  # left by a killed process
         try:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
