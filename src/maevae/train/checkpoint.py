@@ -237,6 +237,25 @@ class RunDir:
         for tmp in [*self.ckpt_dir.glob(".tmp-*"), *self.ckpt_dir.glob(".old-*")]:
             if not tmp.name.endswith(f"-{os.getpid()}"):  # left by a killed process
                 shutil.rmtree(tmp, ignore_errors=True)
+        self._tidy_best()
+
+    def _tidy_best(self) -> None:
+        """Clean up after a process killed inside ``save_best``: drop its half-written
+        folder; if it died between its two renames, put the previous best model back."""
+        mine = f"-{os.getpid()}"
+        for tmp in self.path.glob(".best.tmp-*"):
+            if not tmp.name.endswith(mine):
+                shutil.rmtree(tmp, ignore_errors=True)
+        for old in sorted(self.path.glob(".best.old-*")):
+            if old.name.endswith(mine):
+                continue
+            if not self.best_dir.exists():
+                try:
+                    os.rename(old, self.best_dir)
+                    continue
+                except OSError:
+                    pass
+            shutil.rmtree(old, ignore_errors=True)
 
     def checkpoint_paths(self) -> list[Path]:
         if not self.ckpt_dir.is_dir():
@@ -295,8 +314,8 @@ class RunDir:
     def save_best(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
         data = tensors_to_bytes(tensors)
         tmp = self.path / f".best.tmp-{os.getpid()}"
-        for stale in [*self.path.glob(".best.tmp-*"), *self.path.glob(".best.old-*")]:
-            shutil.rmtree(stale, ignore_errors=True)  # left by a killed process
+        old = self.path / f".best.old-{os.getpid()}"
+        self._tidy_best()
         try:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
@@ -304,7 +323,6 @@ class RunDir:
             body = json.dumps({**meta, "sha256": sha256_bytes(data)}, indent=1)
             write_bytes_durable(tmp / "meta.json", body.encode())
             _fsync_dir(tmp)
-            old = self.path / f".best.old-{os.getpid()}"
             if self.best_dir.exists():
                 os.rename(self.best_dir, old)
             os.rename(tmp, self.best_dir)
@@ -312,6 +330,8 @@ class RunDir:
             _fsync_dir(self.path)
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
+            if old.exists() and not self.best_dir.exists():
+                os.rename(old, self.best_dir)  # keep the previous best model
             raise CheckpointError(f"cannot write the best model in {self.path}: "
                                   f"{e.strerror or e}; free disk space or fix permissions"
                                   ) from None
