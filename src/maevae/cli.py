@@ -39,6 +39,25 @@ EXAMPLES = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line error of every other maevae mistake (exit code 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"maevae: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _check_data_root(data_root: str | None) -> None:
+    """An explicit data root (--data-root or $MAEVAE_DATA) that exists but cannot be read."""
+    from maevae.data import resolve_data_root, root_is_explicit
+
+    if not root_is_explicit(data_root):
+        return
+    root = resolve_data_root(data_root)
+    if root.is_dir() and not os.access(root, os.R_OK | os.X_OK):
+        raise MaevaeError(f"data root {root} is not readable (permission denied); fix its "
+                          "permissions or pass another --data-root")
+
+
 def _add_common(p: argparse.ArgumentParser, data_root: bool = True) -> None:
     if data_root:
         p.add_argument("--data-root", metavar="DIR",
@@ -47,7 +66,7 @@ def _add_common(p: argparse.ArgumentParser, data_root: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="maevae",
         description="VAEs with mutual posterior-divergence regularization (MAE, ICLR 2019): "
                     "train, evaluate and compare VLAE / MAE / ResNet-VAE models.",
@@ -179,7 +198,11 @@ def cmd_train(args) -> None:
 
         torch.set_num_threads(cfg.train.num_threads)
     dist = init_distributed(device)
+    _check_data_root(args.data_root)
     data = load_run_data(cfg, args.data_root)
+    # model, batch size and data are checked before the run directory is made: a mistake
+    # there leaves nothing behind
+    trainer = Trainer(cfg, data, run, device, dist, progress=not args.no_progress)
     if not args.resume and dist.is_main:
         run.create(dump_yaml(cfg), {"image_shape": list(data.image_shape),
                                     "dataset": data.name, "data_notes": data.notes,
@@ -187,7 +210,6 @@ def cmd_train(args) -> None:
     barrier(dist)
     if dist.is_main:
         print(f"{data.summary()}; run directory {run.path}")
-    trainer = Trainer(cfg, data, run, device, dist, progress=not args.no_progress)
     if args.resume and trainer.resume():
         c = trainer.counters
         print(f"resumed at step {c.step} (epoch {c.epoch + 1}, batch {c.batch})")
@@ -208,6 +230,7 @@ def cmd_eval(args) -> None:
         raise MaevaeError(f"--nll-samples {args.nll_samples}: use K >= 1 importance samples")
     if args.max_images is not None and args.max_images < 1:
         raise MaevaeError(f"--max-images {args.max_images}: use N >= 1")
+    _check_data_root(args.data_root)
     device = resolve_device(args.device)
     out = evaluate_run(args.run_dir, args.data_root, device, args.nll_samples, args.precision,
                        args.max_images, progress=not args.no_progress)
@@ -245,6 +268,7 @@ def cmd_reconstruct(args) -> None:
         raise MaevaeError(f"-n {args.n}: reconstruct at least one image")
     out = Path(args.out) if args.out else Path(args.run_dir) / "reconstructions.png"
     _check_png(out)
+    _check_data_root(args.data_root)
     x, r = reconstruct_images(args.run_dir, args.data_root, resolve_device(args.device), args.n)
     save_reconstruction_grid(x.numpy(), r.numpy(), out)
     print(f"wrote {out}")
