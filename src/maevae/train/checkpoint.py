@@ -129,6 +129,15 @@ class RunDir:
         if self.path.exists() and not self.path.is_dir():
             raise CheckpointError(f"--out {self.path} is a file, not a folder; choose a new "
                                   "--out")
+        anc = self.path.absolute()
+        while not anc.exists() and anc != anc.parent:
+            anc = anc.parent
+        if not anc.is_dir():
+            raise CheckpointError(f"cannot create run directory {self.path}: {anc} is a file, "
+                                  "not a folder; choose another --out")
+        if not os.access(anc, os.W_OK | os.X_OK):
+            raise CheckpointError(f"cannot create run directory {self.path}: {anc} is not "
+                                  "writable; choose a writable --out")
         if self.path.is_dir() and any(self.path.iterdir()) and not self._is_interrupted_create():
             raise CheckpointError(f"run directory {self.path} is not empty (it holds another run"
                                   "); choose a new --out, or continue it with "
