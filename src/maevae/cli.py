@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help="preset name (e.g. mnist/vlae) or YAML file")
     p.add_argument("--out", metavar="RUN_DIR", help="new run directory")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument("--dataset", metavar="NAME",
+                   help="shortcut for --set data.name=NAME (mnist, fashion_mnist, digits, "
+                        "omniglot, omniglot_mat, cifar10, folder); with folder, --data-root is "
+                        "the image folder itself")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.max_epochs=1 (repeatable)")
     p.add_argument("--seed", type=int, help="override the seed")
@@ -117,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("info", "parameter counts of a preset or config, per component")
     p.add_argument("config", nargs="?")
+    p.add_argument("--data-root", metavar="DIR",
+                   help="folder datasets without data.image_size: read the size from here")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--list", action="store_true", help="list the presets")
 
@@ -142,28 +148,43 @@ def cmd_info(args) -> None:
     if not args.config:
         raise MaevaeError("info needs a preset name or YAML file (see `maevae info --list`)")
     cfg = load_config(args.config)
-    shape = image_shape_for(cfg)
+    shape = image_shape_for(cfg, args.data_root)
     counts = count_parameters(build_model(cfg.model, shape))
     if args.json:
         print(json.dumps({"config": args.config, "image_shape": list(shape), **counts}))
         return
     print(f"{args.config}: {cfg.data.name} images {shape[0]}x{shape[1]}x{shape[2]}, "
           f"encoder {cfg.model.encoder.type}, decoder {cfg.model.decoder.type}"
-          f" ({cfg.model.decoder.mode}), prior {cfg.model.prior.type}")
+          + (f" ({cfg.model.decoder.mode})" if cfg.model.decoder.type == "pixelcnn" else "")
+          + f", prior {cfg.model.prior.type}")
     for k, v in counts.items():
         print(f"  {k:<8} {v:>12,}")
 
 
-def image_shape_for(cfg) -> tuple[int, int, int]:
+def image_shape_for(cfg, data_root: str | None = None) -> tuple[int, int, int]:
+    """[C, H, W] of the configured dataset without loading it (folder: data.image_size, else
+    the common size in the image files' headers; grey when binarised, else RGB)."""
     known = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "omniglot": (1, 28, 28),
              "omniglot_mat": (1, 28, 28), "digits": (1, 8, 8), "cifar10": (3, 32, 32)}
     if cfg.data.name in known:
         return known[cfg.data.name]
-    if cfg.data.image_size is None:
-        raise MaevaeError("a folder dataset needs data.image_size: [H, W] to size the model "
-                          "without reading the images")
     c = 1 if cfg.data.binarize else 3
-    return (c, *cfg.data.image_size)
+    if cfg.data.image_size is not None:
+        return (c, *cfg.data.image_size)
+    from maevae.data import resolve_data_root, root_is_explicit
+    from maevae.data.folder import infer_image_size
+
+    path = Path(cfg.data.path).expanduser() if cfg.data.path else None
+    if path is None or not path.is_absolute():
+        if path is None and not root_is_explicit(data_root):
+            raise MaevaeError("a folder dataset needs data.image_size: [H, W], or the images "
+                              "(--data-root DIR or data.path) to read the size from")
+        base = resolve_data_root(data_root)
+        path = base / path if path is not None else base
+    if not path.is_dir():
+        raise MaevaeError(f"image folder {path} does not exist; fix --data-root / data.path "
+                          "or set data.image_size: [H, W]")
+    return (c, *infer_image_size(path))
 
 
 def cmd_train(args) -> None:
@@ -176,9 +197,9 @@ def cmd_train(args) -> None:
 
     device = resolve_device(args.device)
     if args.resume:
-        if args.config or args.out or args.set:
-            raise MaevaeError("--resume RUN_DIR takes no CONFIG, --out or --set: the run's own "
-                              "config.yaml is used")
+        if args.config or args.out or args.set or args.dataset:
+            raise MaevaeError("--resume RUN_DIR takes no CONFIG, --out, --set or --dataset: "
+                              "the run's own config.yaml is used")
         run = RunDir(args.resume)
         cfg = load_run_config(run)
     else:
@@ -186,11 +207,16 @@ def cmd_train(args) -> None:
             raise MaevaeError("train needs CONFIG and --out RUN_DIR (or --resume RUN_DIR); "
                               "see `maevae train --help`")
         sets = list(args.set)
+        if args.dataset:
+            sets.insert(0, f"data.name={args.dataset.strip().lower().replace('-', '_')}")
         if args.seed is not None:
             sets.append(f"seed={args.seed}")
         if args.precision:
             sets.append(f"train.precision={args.precision}")
         cfg = load_config(args.config, sets)
+        if cfg.data.name == "folder" and cfg.data.path is None and args.data_root:
+            # record where the images are, so eval / reconstruct find them without --data-root
+            cfg.data.path = str(Path(args.data_root).expanduser().absolute())
         run = RunDir(args.out)
         run.check_new()  # before loading data: never overwrite another run
     if cfg.train.num_threads:
@@ -210,6 +236,8 @@ def cmd_train(args) -> None:
     barrier(dist)
     if dist.is_main:
         print(f"{data.summary()}; run directory {run.path}")
+        for note in data.notes:
+            print(f"  data: {note}")
     if args.resume and trainer.resume():
         c = trainer.counters
         print(f"resumed at step {c.step} (epoch {c.epoch + 1}, batch {c.batch})")

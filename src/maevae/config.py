@@ -30,6 +30,13 @@ class DataConfig:
     binarize: bool = True  # False: 8-bit likelihood (colour data)
     image_size: list[int] | None = None  # [H, W] for folder datasets
     omniglot_fortran: bool = False  # IWAE's Fortran-order reshape of chardata.mat
+    # folder only: the image folder (absolute, or relative to the data root; None = the data
+    # root itself); binarize=true reads it as grey, false as RGB. Folder and zip-built
+    # OMNIGLOT: the test fraction (None = 0.1 folder, 0.25 per OMNIGLOT character).
+    path: str | None = None
+    test_fraction: float | None = None
+    # zip-built OMNIGLOT only: class labels (None = alphabet)
+    label: Literal["alphabet", "character"] | None = None
 
 
 @dataclass
@@ -129,6 +136,7 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("data.test_copies", lambda v: v >= 0, "an integer >= 0 (0 = dynamic binarisation)"),
     ("data.image_size", lambda v: v is None or (len(v) == 2 and all(s >= 1 for s in v)),
      "null or [H, W] with positive integers"),
+    ("data.test_fraction", lambda v: v is None or 0 < v < 1, "null or a number in (0, 1)"),
     ("model.encoder.latent_dim", lambda v: v >= 1, "an integer >= 1"),
     ("model.encoder.logvar_clip", lambda v: v is None or v > 0, "null or a number > 0"),
     ("model.decoder.channels", lambda v: v >= 2 and v % 2 == 0, "an even integer >= 2"),
@@ -183,6 +191,31 @@ def _cross_checks(cfg: RunConfig) -> None:
     if cfg.model.decoder.type == "pixelcnnpp" and cfg.data.binarize:
         raise ConfigError("model.decoder.type=pixelcnnpp models 8-bit colour: set "
                           "data.binarize=false")
+    _data_checks(cfg.data)
+
+
+_DATA_SPLITS = {"mnist": ("mae", "iwae", "classic"), "fashion_mnist": ("mae", "iwae", "classic"),
+                "omniglot": ("mae", "iwae"), "omniglot_mat": ("mae", "iwae"),
+                "digits": ("mae",), "cifar10": ("mae",), "folder": ("mae",)}
+
+
+def _data_checks(d: DataConfig) -> None:
+    """Options that only apply to some datasets: one-line errors instead of silent no-ops."""
+    if d.split not in _DATA_SPLITS[d.name]:
+        raise ConfigError(f"data.split={d.split!r} does not apply to data.name={d.name!r}; "
+                          f"allowed: {', '.join(_DATA_SPLITS[d.name])}")
+    only = [("path", "folder"), ("image_size", "folder"),
+            ("label", "omniglot")]
+    for key, name in only:
+        if getattr(d, key) is not None and d.name != name:
+            raise ConfigError(f"data.{key} only applies to data.name={name!r} (got "
+                              f"data.name={d.name!r}); remove data.{key}")
+    if d.test_fraction is not None and d.name not in ("folder", "omniglot"):
+        raise ConfigError(f"data.test_fraction only applies to data.name='folder' or the "
+                          f"zip-built 'omniglot' (got {d.name!r}); remove data.test_fraction")
+    if d.omniglot_fortran and d.name not in ("omniglot", "omniglot_mat"):
+        raise ConfigError(f"data.omniglot_fortran only applies to OMNIGLOT's chardata.mat (got "
+                          f"data.name={d.name!r}); remove it")
 
 
 # ---------------------------------------------------------------------------------------

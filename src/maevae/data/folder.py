@@ -105,6 +105,24 @@ def _parse_size(image_size) -> tuple[int, int] | None:
     return h, w
 
 
+def _common_size(files: list[Path], headers: list[tuple[str, tuple[int, int]]]
+                 ) -> tuple[int, int]:
+    first = headers[0][1]
+    for p, (_, sz) in zip(files, headers):
+        if sz != first:
+            raise DataError(
+                f"images have mixed sizes (e.g. {files[0].name} is {first[1]}x{first[0]}, "
+                f"{p.name} is {sz[1]}x{sz[0]}); set data.image_size: [H, W] to resize them"
+            )
+    return first[1], first[0]
+
+
+def infer_image_size(folder: Path) -> tuple[int, int]:
+    """(H, W) shared by every image in ``folder``, from the file headers only."""
+    files, _, _ = list_images(Path(folder))
+    return _common_size(files, [_header(p) for p in files])
+
+
 def load_folder(folder: Path, *, seed: int = 524287, n_val: int | None = None,
                 channels: int | None = None, image_size=None, test_fraction: float = 0.1,
                 val_fraction: float = 0.1) -> ImageSplits:
@@ -121,14 +139,7 @@ def load_folder(folder: Path, *, seed: int = 524287, n_val: int | None = None,
     if channels is None:
         channels = 1 if all(m in GREY_MODES for m, _ in headers) else 3
     if size is None:
-        first = headers[0][1]
-        for p, (_, sz) in zip(files, headers):
-            if sz != first:
-                raise DataError(
-                    f"images have mixed sizes (e.g. {files[0].name} is {first[1]}x{first[0]}, "
-                    f"{p.name} is {sz[1]}x{sz[0]}); set data.image_size"
-                )
-        size = (first[1], first[0])
+        size = _common_size(files, headers)
     h, w = size
     mode = "L" if channels == 1 else "RGB"
     x = np.empty((len(files), channels, h, w), dtype=np.uint8)

@@ -39,13 +39,29 @@ def load_run_config(run: RunDir) -> RunConfig:
 
 
 def load_run_data(cfg: RunConfig, data_root: str | None) -> ImageSplits:
-    opts = {}
-    if cfg.data.name in ("omniglot", "omniglot_mat"):
-        opts["fortran"] = cfg.data.omniglot_fortran
-    if cfg.data.name == "folder" and cfg.data.image_size is not None:
-        opts["image_size"] = tuple(cfg.data.image_size)
-    return load_dataset(cfg.data.name, data_root, split=cfg.data.split, seed=cfg.seed,
-                        n_val=cfg.data.n_val, **opts)
+    """The run's dataset: maps :class:`~maevae.config.DataConfig` to ``load_dataset`` options.
+
+    Folder datasets are read as grey when the run binarises (the binary PixelCNN) and as RGB
+    otherwise (the PixelCNN++ colour model; grey images are replicated to three channels).
+    """
+    d = cfg.data
+    opts: dict = {}
+    if d.name in ("omniglot", "omniglot_mat"):
+        opts["fortran"] = d.omniglot_fortran
+    if d.name == "omniglot":
+        if d.label is not None:
+            opts["label"] = d.label
+        if d.test_fraction is not None:
+            opts["test_fraction"] = d.test_fraction
+    if d.name == "folder":
+        opts["channels"] = 1 if d.binarize else 3
+        if d.path is not None:
+            opts["path"] = d.path
+        if d.image_size is not None:
+            opts["image_size"] = tuple(d.image_size)
+        if d.test_fraction is not None:
+            opts["test_fraction"] = d.test_fraction
+    return load_dataset(d.name, data_root, split=d.split, seed=cfg.seed, n_val=d.n_val, **opts)
 
 
 def load_trained_model(run: RunDir, cfg: RunConfig, device: torch.device) -> tuple[VAE, dict]:
