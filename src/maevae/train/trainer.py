@@ -26,7 +26,7 @@ from maevae.device import autocast
 from maevae.errors import MaevaeError
 from maevae.evaluate.statistics import batch_statistics
 from maevae.models.vae import VAE, build_model
-from maevae.objectives import mae_loss
+from maevae.objectives import LossTerms, mae_loss
 from maevae.train.checkpoint import RunDir, optimizer_from_tensors, optimizer_to_tensors
 from maevae.train.distributed import DistInfo, all_gather_grad
 from maevae.train.ema import EMA
@@ -36,6 +36,26 @@ from maevae.train.schedule import Schedule
 
 class TrainingStopped(MaevaeError):
     """Training could not go on (e.g. too many non-finite steps in a row)."""
+
+
+def compute_loss(net: torch.nn.Module, x: torch.Tensor, eps: torch.Tensor, cfg: RunConfig,
+                 dims: int, dist: DistInfo) -> LossTerms:
+    """This rank's loss on its slice x [b, C, H, W] of the global batch (eps [S, b, D]).
+
+    recon enters as this rank's mean (DDP averages gradients over ranks, giving the global
+    mean); the KL (for free bits) and the posteriors (for the regularizer) are all-gathered
+    with gradients, so the clamp and MPD / STD / L_diverse see the whole global batch.
+    """
+    with autocast(x.device, cfg.train.precision):
+        terms = net(x, eps.shape[0], eps=eps)
+    mu = all_gather_grad(_at_least_fp32(terms.mu), dist)  # [B, D]
+    logvar = all_gather_grad(_at_least_fp32(terms.logvar), dist)
+    kl = all_gather_grad(_at_least_fp32(terms.kl), dist)  # [B]
+    return mae_loss(_at_least_fp32(terms.recon), kl, mu, logvar, cfg.objective, dims)
+
+
+def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
 
 
 def _gen(seed: int, *salt: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -175,13 +195,7 @@ class Trainer:
         x, eps = x_all[lo:hi], eps_all[:, lo:hi]
         torch.manual_seed(int(_gen(cfg.seed, 4, c.step).initial_seed()))  # dropout (colour)
         self.model.train()
-        net = self.ddp or self.model
-        with autocast(self.device, cfg.train.precision):
-            terms = net(x, s, eps=eps)
-        mu = all_gather_grad(terms.mu.float(), self.dist)
-        logvar = all_gather_grad(terms.logvar.float(), self.dist)
-        kl = all_gather_grad(terms.kl.float(), self.dist)
-        lt = mae_loss(terms.recon.float(), kl, mu, logvar, cfg.objective, self.dims)
+        lt = compute_loss(self.ddp or self.model, x, eps, cfg, self.dims, self.dist)
         self.opt.zero_grad(set_to_none=True)
         loss = lt.loss
         lt_finite = bool(torch.isfinite(loss))

@@ -1,0 +1,88 @@
+"""The command line end to end on the tiny preset, and its one-line errors (exit code 2)."""
+
+import json
+
+import pytest
+
+from maevae.cli import main
+
+FAST = ["--set", "train.num_threads=1", "--no-progress"]
+
+
+def _run(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    out, err = capsys.readouterr()
+    return e.value.code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run = tmp_path_factory.mktemp("cli") / "run"
+    main(["train", "tiny/test", "--out", str(run), *FAST])
+    return run
+
+
+def test_train_eval_sample_reconstruct(trained, capsys):
+    files = {p.name for p in trained.iterdir()}
+    assert {"config.yaml", "run.json", "metrics.jsonl", "checkpoints", "best"} <= files
+    main(["eval", str(trained), "--nll-samples", "4", "--max-images", "6", "--no-progress"])
+    ev = json.loads((trained / "eval.json").read_text())
+    for key in ("nll", "nll_stderr", "elbo", "recon", "kl", "mpd", "std"):
+        assert isinstance(ev[key], float)
+    assert ev["nll_samples"] == 4 and ev["nll_images"] == 6 and ev["test_copies"] == 1
+    assert ev["elbo"] == pytest.approx(ev["recon"] + ev["kl"])
+    main(["sample", str(trained), "-n", "4"])
+    main(["reconstruct", str(trained), "-n", "4"])
+    assert (trained / "samples.png").stat().st_size > 0
+    assert (trained / "reconstructions.png").stat().st_size > 0
+    out = capsys.readouterr().out
+    assert "samples/s" in out
+
+
+def test_resume_of_a_finished_run_does_nothing(trained, capsys):
+    before = (trained / "best" / "model.safetensors").read_bytes()
+    main(["train", "--resume", str(trained), "--no-progress"])
+    assert "already finished" in capsys.readouterr().out
+    assert (trained / "best" / "model.safetensors").read_bytes() == before
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "mnist/nope", "--out", "{tmp}/a"], "unknown preset 'mnist/nope'"),
+    (["train", "tiny/test", "--out", "{tmp}/a", "--set", "train.lrr=1"],
+     "unknown config key train.lrr"),
+    (["train", "tiny/test", "--out", "{tmp}/a", "--set", "train.batch_size=many"],
+     "train.batch_size: got 'many'"),
+    (["train", "mnist/vlae", "--out", "{tmp}/a", "--data-root", "{tmp}/missing"],
+     "does not exist"),
+    (["train", "tiny/test", "--out", "{run}"], "is not empty"),
+    (["eval", "{tmp}", "--nll-samples", "0"], "--nll-samples 0"),
+    (["eval", "{tmp}/nothing"], "does not exist"),
+    (["train", "tiny/test"], "needs CONFIG and --out"),
+])
+def test_bad_input_is_one_line_with_exit_code_2(argv, needle, trained, tmp_path, capsys):
+    before = (trained / "config.yaml").read_text()
+    argv = [a.format(tmp=tmp_path, run=trained) for a in argv]
+    code, _, err = _run(argv, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("maevae: error:"), err
+    assert needle in lines[0]
+    assert (trained / "config.yaml").read_text() == before
+    assert not (tmp_path / "a").exists()
+
+
+def test_info_prints_the_paper_counts(capsys):
+    main(["info", "mnist/mae_eta1.0_gamma0.5", "--json"])
+    counts = json.loads(capsys.readouterr().out)
+    assert (counts["encoder"], counts["prior"], counts["decoder"], counts["total"]) == (
+        703_872, 356_352, 505_346, 1_565_570)
+
+
+def test_help_lists_every_command(capsys):
+    code, out, _ = _run(["--help"], capsys)
+    assert code == 0
+    for cmd in ("train", "eval", "sample", "reconstruct", "info", "run", "compare"):
+        assert cmd in out
+    code, out, _ = _run(["train", "--help"], capsys)
+    assert code == 0 and "examples:" in out and "--resume" in out
