@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("eval", "evaluate a trained run: IS-NLL, ELBO, KL, MPD, STD -> RUN_DIR/eval.json")
     p.add_argument("run_dir")
     p.add_argument("--nll-samples", type=int, metavar="K", help="importance samples (4096)")
-    p.add_argument("--max-images", type=int, metavar="N", help="IS-NLL on the first N test images")
+    p.add_argument("--max-images", type=int, metavar="N",
+                   help="evaluate on the first N binarised test images only (quick checks)")
     p.add_argument("--precision", choices=["fp32", "bf16"], help="evaluation precision")
     p.add_argument("--probes", action="store_true",
                    help="also run clustering, label-budget probes, diagnostics, figures, report")

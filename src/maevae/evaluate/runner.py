@@ -152,12 +152,14 @@ def evaluate_run(run_dir: str | Path, data_root: str | None, device: torch.devic
     x_all, copies = evaluation_inputs(data.test_x, cfg.data, cfg.seed + 2)
     g = torch.Generator(device=device).manual_seed(cfg.seed + 3)
     x_all = redraw_dynamic(x_all.to(device), copies, g)
+    limit = max_images if max_images is not None else cfg.eval.max_images
+    if limit is not None:  # quick checks: the first N binarised test images only
+        x_all = x_all[:limit]
     t0 = time.time()
     stats = batch_statistics(model, x_all, cfg.train.eval_batch, cfg.objective.kl_samples_eval,
                              g, precision)
     t_stats = time.time() - t0
-    limit = max_images if max_images is not None else cfg.eval.max_images
-    x_nll = x_all if limit is None else x_all[:limit]
+    x_nll = x_all
     t0 = time.time()
     res = importance_sampled_test_nll(run, model, x_nll, cfg, k, precision, best, progress)
     t_nll = time.time() - t0
