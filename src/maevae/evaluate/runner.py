@@ -1,14 +1,17 @@
 """Evaluating a trained run directory: test statistics, IS-NLL, samples, reconstructions.
 
 ``evaluate_run`` writes ``eval.json``. The importance-sampled NLL over the test set saves its
-per-image results every few images (``eval_partial.safetensors`` + ``.json``), so an
-interrupted evaluation resumes where it stopped instead of starting over.
+per-image results every few images (``eval_partial.json`` naming its
+``eval_partial-<images>.safetensors``, each written atomically, the new tensors before the
+JSON that points to them), so an interrupted evaluation resumes where it stopped instead of
+starting over, whenever it was interrupted.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -22,7 +25,13 @@ from maevae.errors import ConfigError
 from maevae.evaluate.likelihood import bits_per_dim, importance_sampled_batch, iterate_batches
 from maevae.evaluate.statistics import batch_statistics
 from maevae.models.vae import VAE, build_model
-from maevae.train.checkpoint import RunDir, atomic_write_text, sha256_bytes, tensors_to_bytes
+from maevae.train.checkpoint import (
+    RunDir,
+    atomic_write_text,
+    sha256_bytes,
+    tensors_to_bytes,
+    write_bytes_durable,
+)
 from maevae.train.inputs import data_dims, evaluation_inputs, redraw_dynamic
 
 PARTIAL_EVERY_S = 30.0
@@ -36,6 +45,9 @@ def load_run_config(run: RunDir) -> RunConfig:
         return from_dict(yaml.safe_load(run.config_yaml()))
     except ConfigError as e:
         raise ConfigError(f"{run.path / 'config.yaml'}: {e}") from None
+    except yaml.YAMLError:  # also python/object tags, which safe_load refuses
+        raise ConfigError(f"{run.path / 'config.yaml'} is not valid YAML (or holds tags that "
+                          "are not plain data); restore the run's config.yaml") from None
 
 
 def load_run_data(cfg: RunConfig, data_root: str | None) -> ImageSplits:
@@ -90,20 +102,22 @@ def importance_sampled_test_nll(run: RunDir, model: VAE, x: torch.Tensor, cfg: R
     from safetensors.torch import load as st_load
 
     key = _settings_key(cfg, k, x.shape[0], precision, best)
-    part_t, part_j = run.path / "eval_partial.safetensors", run.path / "eval_partial.json"
+    part_j = run.path / "eval_partial.json"
     names = ("nll", "nll_mc_stderr", "elbo", "recon", "kl")
     done: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     start_at = 0
-    if part_t.exists() and part_j.exists():
-        try:
+    if part_j.exists():
+        try:  # partial results from an interrupted evaluation with the same settings and model
             meta = json.loads(part_j.read_text())
-            data = part_t.read_bytes()
-            if meta.get("key") == key and sha256_bytes(data) == meta.get("sha256"):
-                saved = st_load(data)
-                start_at = int(meta["done"])
-                done = {n: [saved[n]] for n in names}
-        except (OSError, ValueError, KeyError):
-            start_at = 0
+            fname = str(meta["file"])
+            if meta.get("key") == key and fname.startswith("eval_partial-") and "/" not in fname:
+                data = (run.path / fname).read_bytes()
+                if sha256_bytes(data) == meta.get("sha256"):
+                    saved, n_saved = st_load(data), int(meta["done"])
+                    if all(saved[n].shape == (n_saved,) for n in names):
+                        start_at, done = n_saved, {n: [saved[n]] for n in names}
+        except Exception:  # unreadable, stale or forged partial results: start over
+            start_at, done = 0, {n: [] for n in names}
     g = torch.Generator(device=x.device).manual_seed(cfg.seed + 99)
     dtype = torch.bfloat16 if precision == "bf16" else None
     chunk = cfg.eval.nll_chunk
@@ -114,9 +128,13 @@ def importance_sampled_test_nll(run: RunDir, model: VAE, x: torch.Tensor, cfg: R
     def save(n_done: int) -> None:
         tensors = {n: torch.cat(done[n]) if done[n] else torch.zeros(0) for n in names}
         data = tensors_to_bytes(tensors)
-        part_t.write_bytes(data)
-        atomic_write_text(part_j, json.dumps({"key": key, "done": n_done,
+        fname = f"eval_partial-{n_done:08d}.safetensors"
+        tmp = run.path / f".{fname}.tmp-{os.getpid()}"
+        write_bytes_durable(tmp, data)
+        os.replace(tmp, run.path / fname)
+        atomic_write_text(part_j, json.dumps({"key": key, "done": n_done, "file": fname,
                                               "sha256": sha256_bytes(data)}))
+        _remove_partials(run, keep=fname)
 
     pos = start_at
     for sl in iterate_batches(x[start_at:], k, chunk):
@@ -133,9 +151,15 @@ def importance_sampled_test_nll(run: RunDir, model: VAE, x: torch.Tensor, cfg: R
             last_save = time.time()
     bar.close()
     out = {n: torch.cat(done[n]) for n in names}
-    part_t.unlink(missing_ok=True)
     part_j.unlink(missing_ok=True)
+    _remove_partials(run)
     return out
+
+
+def _remove_partials(run: RunDir, keep: str | None = None) -> None:
+    for p in [*run.path.glob("eval_partial-*.safetensors"), *run.path.glob(".eval_partial-*")]:
+        if p.name != keep:
+            p.unlink(missing_ok=True)
 
 
 def evaluate_run(run_dir: str | Path, data_root: str | None, device: torch.device,
