@@ -167,6 +167,8 @@ def evaluate_run(run_dir: str | Path, data_root: str | None, device: torch.devic
                  max_images: int | None = None, progress: bool = True, log=print) -> dict:
     run = RunDir(run_dir)
     cfg = load_run_config(run)
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
     model, best = load_trained_model(run, cfg, device)
     k = nll_samples or cfg.eval.nll_samples
     if k < 1:
@@ -218,8 +220,10 @@ def evaluate_run(run_dir: str | Path, data_root: str | None, device: torch.devic
         if keep in old:
             out[keep] = old[keep]
     atomic_write_text(eval_path, json.dumps(out, indent=2))
+    inputs = (f"{copies or 'dynamic'} binarised copies" if cfg.data.binarize
+              else f"8-bit, {out['bits_per_dim']:.3f} bits/dim")
     log(f"test: NLL {nll:.2f} ± {out['nll_stderr']:.2f} nats (K={k}, {n} images, "
-        f"{copies or 'dynamic'} binarised copies), ELBO {stats['elbo']:.2f} "
+        f"{inputs}), ELBO {stats['elbo']:.2f} "
         f"(RE {stats['recon']:.2f}, KL {stats['kl']:.2f}), MPD {stats['mpd']:.2f}, "
         f"STD {stats['std']:.2f}")
     return out
