@@ -58,6 +58,15 @@ def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
     return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
 
 
+def _tensorboard_writer(folder):
+    """A SummaryWriter when tensorboard is installed (optional dependency), else False."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return False
+    return SummaryWriter(str(folder))
+
+
 def _gen(seed: int, *salt: int, device: torch.device | str = "cpu") -> torch.Generator:
     g = torch.Generator(device=device)
     h = seed
@@ -108,6 +117,7 @@ class Trainer:
         self.ema: EMA | None = None
         self.opt: torch.optim.Optimizer | None = None
         self.ddp = None
+        self._tb = None  # TensorBoard writer: None = not tried yet, False = unavailable
 
     # ---------------------------------------------------------------- set-up / state
     def _new_optimizer(self) -> torch.optim.Optimizer:
@@ -254,8 +264,15 @@ class Trainer:
                  + ("  *best*" if improved else ""))
 
     def _metrics(self, row: dict) -> None:
-        if self.dist.is_main:
-            self.run.append_metrics(row)
+        if not self.dist.is_main:
+            return
+        self.run.append_metrics(row)
+        if self._tb is None:
+            self._tb = _tensorboard_writer(self.run.path / "tensorboard")
+        if self._tb:
+            for k, v in row.items():
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step":
+                    self._tb.add_scalar(f"{row['kind']}/{k}", v, row["step"])
 
     # -------------------------------------------------------------------------- fit
     def fit(self, stop_at_step: int | None = None) -> Counters:
