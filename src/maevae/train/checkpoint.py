@@ -6,8 +6,9 @@ Layout of a run directory::
     run.json               format version, maevae version, image shape, data notes
     metrics.jsonl          one JSON object per logged step / epoch
     checkpoints/step-00000600/   model.safetensors, ema.safetensors, optim.safetensors,
-                                 state.json (counters, schedule, sha256 of every file)
-    best/                  model.safetensors (EMA weights) + meta.json (with sha256)
+                                 state.json (counters, schedule, sha256 of every file
+                                 and of its own content)
+    best/                  model.safetensors (EMA weights) + meta.json (with sha256s)
     eval.json              written by ``maevae eval``
 
 Every checkpoint is written to a temporary folder, each file flushed and fsync'ed, then
@@ -51,6 +52,31 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+SELF_SUM = "json_sha256"
+
+
+def signed_json(obj: dict) -> bytes:
+    """JSON carrying the sha256 of its own content (key ``json_sha256``), so a metadata file
+    that is damaged but still valid JSON (a flipped digit) is detected too."""
+    body = json.dumps(obj, indent=1)
+    return json.dumps({**obj, SELF_SUM: sha256_bytes(body.encode())}, indent=1).encode()
+
+
+class SignedJsonError(ValueError):
+    pass
+
+
+def read_signed_json(path: Path) -> dict:
+    """Inverse of :func:`signed_json`; OSError / ValueError (SignedJsonError: checksum)."""
+    obj = json.loads(path.read_text())
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    digest = obj.pop(SELF_SUM, None)
+    if digest != sha256_bytes(json.dumps(obj, indent=1).encode()):
+        raise SignedJsonError("checksum mismatch")
+    return obj
 
 
 def write_bytes_durable(path: Path, data: bytes) -> None:
@@ -218,8 +244,8 @@ class RunDir:
                 data = tensors_to_bytes(tensors)
                 write_bytes_durable(tmp / f"{name}.safetensors", data)
                 sums[f"{name}.safetensors"] = sha256_bytes(data)
-            body = json.dumps({**state, "step": step, "sha256": sums}, indent=1)
-            write_bytes_durable(tmp / "state.json", body.encode())
+            body = signed_json({**state, "step": step, "sha256": sums})
+            write_bytes_durable(tmp / "state.json", body)
             _fsync_dir(tmp)
             old = self.ckpt_dir / f".old-{CKPT_PREFIX}{step:08d}-{os.getpid()}"
             if final.exists():  # re-saving a step: move the old copy aside, never delete first
@@ -276,7 +302,10 @@ class RunDir:
     def read_checkpoint(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
         """Verify and load one checkpoint folder; CheckpointError if anything is off."""
         try:
-            state = json.loads((path / "state.json").read_text())
+            state = read_signed_json(path / "state.json")
+        except SignedJsonError:
+            raise CheckpointError(f"checkpoint {path.name}: state.json is corrupted (checksum "
+                                  "mismatch)") from None
         except (OSError, ValueError):
             raise CheckpointError(f"checkpoint {path.name}: state.json missing or corrupt"
                                   ) from None
@@ -329,8 +358,8 @@ class RunDir:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
             write_bytes_durable(tmp / "model.safetensors", data)
-            body = json.dumps({**meta, "sha256": sha256_bytes(data)}, indent=1)
-            write_bytes_durable(tmp / "meta.json", body.encode())
+            body = signed_json({**meta, "sha256": sha256_bytes(data)})
+            write_bytes_durable(tmp / "meta.json", body)
             _fsync_dir(tmp)
             if self.best_dir.exists():
                 os.rename(self.best_dir, old)
@@ -352,7 +381,10 @@ class RunDir:
                                   f"train it first or resume with `maevae train --resume "
                                   f"{self.path}`")
         try:
-            meta = json.loads(meta_p.read_text())
+            meta = read_signed_json(meta_p)
+        except SignedJsonError:
+            raise CheckpointError(f"{meta_p} is truncated or corrupted (checksum mismatch); "
+                                  "retrain or restore it from a backup") from None
         except (OSError, ValueError):
             raise CheckpointError(f"{meta_p} is corrupt (not JSON)") from None
         data = model_p.read_bytes()
