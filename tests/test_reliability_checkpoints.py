@@ -25,7 +25,7 @@ import torch
 from maevae.cli import main as cli_main
 from maevae.errors import CheckpointError
 from maevae.models.vae import VAE
-from maevae.train.checkpoint import RunDir
+from maevae.train.checkpoint import RunDir, read_signed_json, signed_json
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +72,21 @@ def _corrupt(ck: Path, how: str) -> None:
     elif how == "truncate-state":
         p = ck / "state.json"
         p.write_text(p.read_text()[:40])
-    elif how == "no-checksums":
+    elif how == "edit-state":  # still valid JSON, one number changed
         p = ck / "state.json"
         s = json.loads(p.read_text())
+        s["counters"]["skipped"] += 1
+        p.write_text(json.dumps(s, indent=1))
+    elif how == "no-checksums":  # crafted: consistent self-checksum, file checksums removed
+        p = ck / "state.json"
+        s = read_signed_json(p)
         del s["sha256"]
-        p.write_text(json.dumps(s))
-    elif how == "path-traversal":
+        p.write_bytes(signed_json(s))
+    elif how == "path-traversal":  # crafted: a file outside the checkpoint folder
         p = ck / "state.json"
-        s = json.loads(p.read_text())
+        s = read_signed_json(p)
         s["sha256"]["../../config.safetensors"] = "0" * 64
-        p.write_text(json.dumps(s))
+        p.write_bytes(signed_json(s))
     elif how == "empty-folder":
         shutil.rmtree(ck)
         ck.mkdir()
@@ -96,6 +101,7 @@ CORRUPTIONS = {
     "missing-optim": "optim.safetensors is missing",
     "missing-state": "state.json missing or corrupt",
     "truncate-state": "state.json missing or corrupt",
+    "edit-state": "state.json is corrupted (checksum mismatch)",
     "no-checksums": "no checksums in state.json",
     "path-traversal": "unexpected file '../../config.safetensors'",
     "empty-folder": "state.json missing or corrupt",
@@ -312,3 +318,12 @@ def test_isolated_non_finite_steps_are_skipped_and_counted(tmp_path, monkeypatch
     assert train[-1]["skipped"] == 3 and rows[-1]["skipped"] == 3
     files, state = RunDir(out).load_latest_checkpoint()
     assert state["counters"]["skipped"] == 3 and state["counters"]["consecutive_skipped"] == 0
+
+
+def test_edited_best_meta_is_detected(run):
+    p = run / "best" / "meta.json"
+    meta = json.loads(p.read_text())
+    meta["epoch"] += 1  # valid JSON, one number changed
+    p.write_text(json.dumps(meta, indent=1))
+    with pytest.raises(CheckpointError, match="meta.json is truncated or corrupted"):
+        RunDir(run).load_best()

@@ -10,7 +10,6 @@ src/maevae checks that no unsafe loader is called anywhere.
 from __future__ import annotations
 
 import ast
-import json
 import os
 import pickle
 import shutil
@@ -20,7 +19,7 @@ import pytest
 import torch
 
 from maevae.cli import main as cli_main
-from maevae.train.checkpoint import RunDir, sha256_bytes
+from maevae.train.checkpoint import RunDir, read_signed_json, sha256_bytes, signed_json
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "maevae"
 
@@ -93,13 +92,13 @@ def _one_line_error(code: int, err: str, *needles: str) -> str:
 def _plant(path: Path, data: bytes, forge_checksum_in: Path | None = None,
            key: str | None = None) -> None:
     path.write_bytes(data)
-    if forge_checksum_in is not None:  # the attacker also rewrites the recorded checksum
-        meta = json.loads(forge_checksum_in.read_text())
+    if forge_checksum_in is not None:  # the attacker also rewrites the recorded checksums
+        meta = read_signed_json(forge_checksum_in)
         if key:
             meta["sha256"][key] = sha256_bytes(data)
         else:
             meta["sha256"] = sha256_bytes(data)
-        forge_checksum_in.write_text(json.dumps(meta))
+        forge_checksum_in.write_bytes(signed_json(meta))
 
 
 def _ckpts(run: Path) -> list[Path]:
