@@ -176,11 +176,21 @@ class Trainer:
         except (KeyError, RuntimeError):
             raise MaevaeError(f"the checkpoint in {self.run.path} does not match the configured "
                               "model (config.yaml was edited?); restore config.yaml") from None
-        self.ema.load_state(state["ema"])
-        self.schedule.load_state(state["schedule"])
-        self.counters = Counters(**state["counters"])
-        self.opt = self._new_optimizer()
-        optimizer_from_tensors(self.opt, files["optim"], state["optim_groups"])
+        try:  # a state.json that verifies but was not written by this maevae
+            self.ema.load_state(state["ema"])
+            if set(state["schedule"]) != set(self.schedule.state()):
+                raise KeyError("schedule")
+            self.schedule.load_state(state["schedule"])
+            self.counters = Counters(**state["counters"])
+            for name, default in Counters().__dict__.items():
+                if type(getattr(self.counters, name)) is not type(default):
+                    raise TypeError(name)
+            self.opt = self._new_optimizer()
+            optimizer_from_tensors(self.opt, files["optim"], state["optim_groups"])
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError):
+            raise MaevaeError(f"the checkpoint state in {self.run.path / 'checkpoints'} is not "
+                              "what this maevae writes (crafted, or from another version); "
+                              "restore the run from a backup") from None
         self._wrap()
         if self.dist.is_main:
             self.run.truncate_metrics(self.counters.step)
