@@ -327,3 +327,29 @@ def test_edited_best_meta_is_detected(run):
     p.write_text(json.dumps(meta, indent=1))
     with pytest.raises(CheckpointError, match="meta.json is truncated or corrupted"):
         RunDir(run).load_best()
+
+
+@pytest.mark.parametrize("edit", ["unknown-counter", "counter-type", "schedule-key",
+                                  "no-ema", "optim-groups"])
+def test_crafted_state_json_is_refused_in_one_line(run, capsys, edit):
+    """A state.json that verifies (re-signed) but holds what maevae never writes."""
+    for ck in RunDir(run).checkpoint_paths():
+        p = ck / "state.json"
+        s = read_signed_json(p)
+        if edit == "unknown-counter":
+            s["counters"]["rm_rf"] = 1
+        elif edit == "counter-type":
+            s["counters"]["step"] = "9; import os"
+        elif edit == "schedule-key":
+            s["schedule"]["lr"] = 1.0  # would shadow the method
+        elif edit == "no-ema":
+            del s["ema"]
+        else:
+            s["optim_groups"] = [{"params": [0]}]
+        p.write_bytes(signed_json(s))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        cli_main(["train", "--resume", str(run), "--no-progress"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "is not what this maevae writes" in err
