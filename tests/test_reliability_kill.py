@@ -32,8 +32,6 @@ from pathlib import Path
 
 import pytest
 
-from maevae.cli import main as cli_main
-
 WORKER = Path(__file__).parent / "_workers" / "train_worker.py"
 SLOW_WRITE_S = 0.02  # per checkpoint file: a kill inside a write is likely, not rare
 POLL_S = 0.003
@@ -160,8 +158,14 @@ def run_with_kills(tmp: Path, n_kills: int, seed: int, sets: list[str],
 
 
 def _reference(tmp: Path, sets: list[str], config: str = "tiny/test") -> Path:
+    """The uninterrupted run, in a fresh process like the killed ones (no state shared with
+    the test session)."""
     ref = tmp / "reference"
-    cli_main(["train", config, "--out", str(ref), "--no-progress", *sets])
+    env = {**_env(), "MAEVAE_TEST_SLOW_WRITE": "0"}
+    done = subprocess.run([sys.executable, str(WORKER), "train", config, "--out", str(ref),
+                           "--no-progress", *sets], env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
     return ref
 
 
