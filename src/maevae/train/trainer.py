@@ -258,7 +258,10 @@ class Trainer:
         c = self.counters
         stats = self.validate()
         improved, reset = self.schedule.end_epoch(stats["elbo"])
-        if improved:
+        if not math.isfinite(stats["elbo"]):
+            self.log_warning(f"validation ELBO is {stats['elbo']} at epoch {c.epoch + 1} (an EMA "
+                             "still close to its initial weights? try train.ema_warmup=true)")
+        if improved or c.best_epoch < 0:  # the first validation always leaves a usable model
             c.best_epoch = c.epoch
             if self.dist.is_main:
                 self.run.save_best(dict(self.ema.shadow.state_dict()),
