@@ -133,11 +133,9 @@ class RunDir:
         self.best_dir = self.path / "best"
 
     # ----------------------------------------------------------------- creation / metadata
-    # what a ``create`` killed before run.json was written leaves behind: such a folder holds
-    # no run yet and may be used again
-    _CREATE_LEFTOVERS = ("checkpoints", "config.yaml")
-
     def _is_interrupted_create(self) -> bool:
+        """What a ``create`` killed before run.json was written leaves behind: such a folder
+        holds no run yet and may be used again."""
         if (self.path / "run.json").exists():
             return False
         for p in self.path.iterdir():
@@ -236,6 +234,7 @@ class RunDir:
                         keep: int) -> Path:
         final = self.ckpt_dir / f"{CKPT_PREFIX}{step:08d}"
         tmp = self.ckpt_dir / f".tmp-{CKPT_PREFIX}{step:08d}-{os.getpid()}"
+        old = self.ckpt_dir / f".old-{CKPT_PREFIX}{step:08d}-{os.getpid()}"
         try:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
@@ -247,7 +246,6 @@ class RunDir:
             body = signed_json({**state, "step": step, "sha256": sums})
             write_bytes_durable(tmp / "state.json", body)
             _fsync_dir(tmp)
-            old = self.ckpt_dir / f".old-{CKPT_PREFIX}{step:08d}-{os.getpid()}"
             if final.exists():  # re-saving a step: move the old copy aside, never delete first
                 shutil.rmtree(old, ignore_errors=True)
                 os.rename(final, old)
@@ -256,6 +254,8 @@ class RunDir:
             shutil.rmtree(old, ignore_errors=True)
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
+            if old.exists() and not final.exists():
+                os.rename(old, final)  # keep the previous copy of this step
             raise CheckpointError(f"cannot write checkpoint in {self.ckpt_dir}: "
                                   f"{e.strerror or e}; free disk space or fix permissions, then "
                                   f"resume with `maevae train --resume {self.path}`") from None
@@ -269,24 +269,27 @@ class RunDir:
         ckpts = [p for p in self.checkpoint_paths() if p.name <= newest.name]
         for old in ckpts[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
-        for tmp in [*self.ckpt_dir.glob(".tmp-*"), *self.ckpt_dir.glob(".old-*")]:
-            if not tmp.name.endswith(f"-{os.getpid()}"):  # left by a killed process
-                shutil.rmtree(tmp, ignore_errors=True)
-        self._tidy_best()
+        self._recover_interrupted()
 
-    def _tidy_best(self) -> None:
-        """Clean up after a process killed inside ``save_best``: drop its half-written
-        folder; if it died between its two renames, put the previous best model back."""
+    def _recover_interrupted(self) -> None:
+        """Undo what a process killed inside a save left behind: its half-written temporary
+        folders are dropped; a checkpoint or best model it had moved aside but not yet
+        replaced is put back. Only the process that trains the run calls this (a concurrent
+        reader must not touch another process's temporary folders)."""
         mine = f"-{os.getpid()}"
-        for tmp in self.path.glob(".best.tmp-*"):
+        for tmp in [*self.ckpt_dir.glob(".tmp-*"), *self.path.glob(".best.tmp-*")]:
             if not tmp.name.endswith(mine):
                 shutil.rmtree(tmp, ignore_errors=True)
-        for old in sorted(self.path.glob(".best.old-*")):
+        for old in sorted([*self.ckpt_dir.glob(".old-*"), *self.path.glob(".best.old-*")]):
             if old.name.endswith(mine):
                 continue
-            if not self.best_dir.exists():
+            if old.name.startswith(".best."):
+                target = self.best_dir
+            else:  # .old-step-00000600-<pid>
+                target = self.ckpt_dir / old.name.removeprefix(".old-").rsplit("-", 1)[0]
+            if not target.exists():
                 try:
-                    os.rename(old, self.best_dir)
+                    os.rename(old, target)
                     continue
                 except OSError:
                     pass
@@ -336,6 +339,7 @@ class RunDir:
         first one); CheckpointError when there are checkpoints but none verifies — starting
         over silently could throw away days of training."""
         warn = warn or (lambda m: print(f"maevae: warning: {m}", file=sys.stderr))
+        self._recover_interrupted()
         paths = self.checkpoint_paths()
         for path in reversed(paths):
             try:
@@ -353,7 +357,7 @@ class RunDir:
         data = tensors_to_bytes(tensors)
         tmp = self.path / f".best.tmp-{os.getpid()}"
         old = self.path / f".best.old-{os.getpid()}"
-        self._tidy_best()
+        self._recover_interrupted()
         try:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
