@@ -353,3 +353,16 @@ def test_crafted_state_json_is_refused_in_one_line(run, capsys, edit):
     err = capsys.readouterr().err
     assert e.value.code == 2 and len(err.strip().splitlines()) == 1, err
     assert "is not what this maevae writes" in err
+
+
+def test_checkpoint_caught_between_renames_is_restored_on_resume(run):
+    """Killed while re-saving step 9: the old copy was moved aside, the new one not yet in
+    place. Resuming puts the old copy back instead of falling back (or starting over)."""
+    ck = run / "checkpoints"
+    before = _bytes(ck / "step-00000009")
+    (ck / "step-00000009").rename(ck / ".old-step-00000009-999999")
+    (ck / ".tmp-step-00000009-999999").mkdir()
+    warnings: list[str] = []
+    _, state = RunDir(run).load_latest_checkpoint(warn=warnings.append)
+    assert state["step"] == 9 and warnings == []
+    assert _bytes(ck / "step-00000009") == before and not list(ck.glob(".*"))
