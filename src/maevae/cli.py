@@ -248,7 +248,20 @@ def cmd_train(args) -> None:
     else:
         trainer.initialize()
         trainer.save_checkpoint()
+    _sigterm_as_interrupt()  # a scheduler's SIGTERM checkpoints like Ctrl-C
     trainer.fit()
+
+
+def _sigterm_as_interrupt() -> None:
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (embedded use): leave the default
+        pass
 
 
 def cmd_eval(args) -> None:

@@ -14,6 +14,7 @@ processes — continues exactly as an uninterrupted run.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass
 
@@ -197,7 +198,8 @@ class Trainer:
         return True
 
     def log_warning(self, msg: str) -> None:
-        self.log(f"maevae: warning: {msg}")
+        if self.dist.is_main:
+            print(f"maevae: warning: {msg}", file=sys.stderr)
 
     # ------------------------------------------------------------------------ steps
     def _batch_indices(self, epoch: int) -> torch.Tensor:
