@@ -49,7 +49,7 @@ and accuracies are fractions in [0, 1] (the report multiplies by 100 for the pap
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -221,11 +221,14 @@ def clustering_suite(
     runs: int = 5,
     seed: int = 0,
     n_init: int = 10,
+    on_run: Callable[[dict], None] | None = None,
 ) -> dict:
     """K-means for every K in ``ks`` over ``runs`` seeds; layout in the module docstring.
 
     The Hungarian block reuses the K = n_classes runs when that K is in ``ks`` and otherwise
-    runs K-means with K = n_classes (same seeds) just for it.
+    runs K-means with K = n_classes (same seeds) just for it. ``on_run``, when given, is
+    called with each run's :func:`kmeans_cluster_accuracy` result as soon as it is done
+    (for progress reports).
     """
     t0 = time.perf_counter()
     train_codes, train_y = check_codes(train_codes, train_y, "training")
@@ -245,10 +248,14 @@ def clustering_suite(
     seeds = [int(seed) + r for r in range(int(runs))]
 
     def run_k(k: int) -> list[dict]:
-        return [
-            kmeans_cluster_accuracy(train_codes, train_y, test_codes, test_y, k, s, n_init)
-            for s in seeds
-        ]
+        out = []
+        for s in seeds:
+            out.append(
+                kmeans_cluster_accuracy(train_codes, train_y, test_codes, test_y, k, s, n_init)
+            )
+            if on_run is not None:
+                on_run(out[-1])
+        return out
 
     kmeans: dict[str, dict] = {}
     per_k_runs: dict[int, list[dict]] = {}

@@ -160,14 +160,15 @@ def _tile(images: np.ndarray, nrow: int, scale: int, pad: int, pad_value: float)
 
 def save_image_grid(
     images, path, nrow: int = 8, scale: int | None = None, pad: int = 1,
-    pad_value: float = 0.5,
+    pad_value: float = 0.5, title: str | None = None,
 ) -> str:
     """Write ``images`` [N, C, H, W] (floats in [0, 1], grey or RGB) as one PNG grid.
 
     Each image is upscaled by an integer factor with nearest-neighbour repetition (default:
     the smallest factor making tiles >= 56 px, so 8x8 digits become 56x56 and 28x28 become
-    56x56) and tiles are separated by ``pad``-pixel mid-grey lines. The PNG has exactly
-    :func:`grid_shape` pixels (no axes, no title), one PNG pixel per canvas pixel.
+    56x56) and tiles are separated by ``pad``-pixel mid-grey lines. Without ``title`` the
+    PNG has exactly :func:`grid_shape` pixels (no axes), one PNG pixel per canvas pixel;
+    with ``title`` the same canvas is drawn by matplotlib under that title.
     """
     images = _check_images(images)
     if int(nrow) < 1 or int(pad) < 0:
@@ -177,6 +178,19 @@ def save_image_grid(
     if scale < 1:
         raise MaevaeError(f"image grid scale must be >= 1, got {scale}")
     canvas = _tile(images, int(nrow), scale, int(pad), float(pad_value))
+    if title is not None:
+        # axes filling the figure at one canvas pixel per PNG pixel (no resampling blur);
+        # the tight bounding box grows to take the title above it
+        gh, gw = canvas.shape[:2]
+        fig = plt.figure(figsize=(gw / _DPI, gh / _DPI))
+        ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+        if c == 1:
+            ax.imshow(canvas[:, :, 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+        else:
+            ax.imshow(canvas, interpolation="nearest")
+        ax.set_axis_off()
+        ax.set_title(title)
+        return _save(fig, path)
     path = _prepare_path(path)
     if c == 1:
         mpimg.imsave(path, canvas[:, :, 0], cmap="gray", vmin=0.0, vmax=1.0, format="png")
@@ -221,7 +235,8 @@ def save_reconstruction_grid(
     scale = _default_scale(h, w)
     fig_w = min(24.0, 0.9 * groups * cols + 1.0)
     fig_h = min(24.0, 0.9 * per_group + 1.2)
-    fig, axes = plt.subplots(1, groups, figsize=(fig_w, fig_h), squeeze=False)
+    fig, axes = plt.subplots(1, groups, figsize=(fig_w, fig_h), squeeze=False,
+                             layout="constrained")
     col_names = ["original"] + [name for name, _ in named]
     for g in range(groups):
         ax = axes[0, g]

@@ -97,7 +97,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -237,8 +237,13 @@ def probe_suite(
     classifiers: Sequence[str] = ("knn", "logreg", "svm_linear", "svm_rbf"),
     balanced: bool = True,
     standardize: bool = False,
+    on_result: Callable[[str, str, dict], None] | None = None,
 ) -> dict:
-    """Test accuracy of each classifier at each label budget; layout in the module docstring."""
+    """Test accuracy of each classifier at each label budget; layout in the module docstring.
+
+    ``on_result``, when given, is called as ``on_result(classifier, budget_key, entry)``
+    as soon as each (budget, classifier) cell is done (for progress reports).
+    """
     t_start = time.perf_counter()
     x_tr, y_tr = check_codes(train_codes, train_y, "training")
     x_te, y_te = check_codes(test_codes, test_y, "test")
@@ -289,6 +294,8 @@ def probe_suite(
                 "time_s": summarize_runs(secs),
                 "converged": conv,
             }
+            if on_result is not None:
+                on_result(name, key, results[name][key])
     return {
         "protocol": {
             "balanced": bool(balanced),

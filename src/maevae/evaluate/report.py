@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from maevae.errors import MaevaeError
 from maevae.evaluate.paper_numbers import paper_entry
 
-__all__ = ["render_comparison", "render_run_report"]
+__all__ = ["render_comparison", "render_representation_tables", "render_run_report"]
 
 DASH = "—"
 _BUDGETS = ("100", "1000", "all")
@@ -268,24 +268,39 @@ def _probe_details(pr: Mapping) -> list[str]:
     return out
 
 
+def _with_paper(own: list[str], entry: Mapping | None, paper) -> list[list[str]]:
+    rows = [own]
+    if entry is not None:
+        prow = paper(entry)
+        if prow is not None:
+            rows.append(prow)
+    return rows
+
+
 def render_run_report(
     run_name: str,
     eval_dict: Mapping,
     figures: Mapping[str, str] | None = None,
     notes: Sequence[str] | None = None,
+    paper_key: str | None = None,
 ) -> str:
     """Markdown report of one evaluated run (layout of ``eval_dict`` in the module docstring).
 
     ``figures`` maps a caption to an image path (written as given, so pass paths relative
-    to where the Markdown file will live); ``notes`` become a bullet list.
+    to where the Markdown file will live); ``notes`` become a bullet list. ``paper_key``
+    (see ``paper_numbers.PAPER_KEYS``) adds the paper's published row, labelled "(paper)",
+    under the run's row in each table where the paper has one.
     """
     if not isinstance(eval_dict, Mapping):
         raise MaevaeError(f"the evaluation result must be a dict, got {type(eval_dict).__name__}")
     ev = eval_dict
+    entry = None if paper_key is None else paper_entry(paper_key)
     with_bpd = _is_num(ev.get("bits_per_dim"))
     out = [f"# Evaluation report: {run_name}", ""]
     out += ["## Density estimation (paper Table 4 layout, nats)", "",
-            _table(_t4_header(with_bpd), [_t4_row(run_name, ev, with_bpd)]), ""]
+            _table(_t4_header(with_bpd), _with_paper(
+                _t4_row(run_name, ev, with_bpd), entry, lambda e: _t4_paper_row(e, with_bpd))),
+            ""]
     details = []
     if _is_num(ev.get("nll")):
         se = f" ± {_num(ev.get('nll_stderr'), 3)} (std. error)" if _is_num(
@@ -294,13 +309,19 @@ def render_run_report(
     if _is_num(ev.get("nll_samples")):
         details.append(f"{int(ev['nll_samples'])} importance samples")
     if _is_num(ev.get("test_copies")):
-        details.append(f"{int(ev['test_copies'])} binarised test copies")
+        c = int(ev["test_copies"])
+        details.append(f"{c} binarised test cop{'y' if c == 1 else 'ies'}" if c else
+                       "test images binarised anew on every pass")
     if details:
         out += ["; ".join(details) + ".", ""]
     out += ["## Representation (paper Table 2 layout, accuracy %)", "",
-            _table(_T2_HEADER, [_t2_row(run_name, ev)]), ""]
+            _table(_T2_HEADER, _with_paper(_t2_row(run_name, ev), entry, _t2_paper_row)), ""]
     out += ["## SVM probes (paper Table 5 layout, accuracy %, mean ± std)", "",
-            _table(_T5_HEADER, [_t5_row(run_name, ev)]), ""]
+            _table(_T5_HEADER, _with_paper(_t5_row(run_name, ev), entry, _t5_paper_row)), ""]
+    if entry is not None:
+        out += ["Rows marked (paper) are the published numbers of Ma, Zhou & Hovy (ICLR 2019) "
+                f"for {entry['label']}, not results of this run.", ""]
+        out += [f"- {_cell_text(n)}" for n in entry["notes"]] + ([""] if entry["notes"] else [])
     for block in (_clustering_details(ev.get("clustering")), _probe_details(ev.get("probes"))):
         if block:
             out += block + [""]
@@ -363,4 +384,66 @@ def render_comparison(
             "our accuracies are the mean over runs of test accuracy."]
     if notes:
         out += [""] + [f"- {_cell_text(n)}" for n in dict.fromkeys(notes)]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _clustering_row(name: str, ev: Mapping) -> list[str]:
+    cl = ev.get("clustering") if isinstance(ev.get("clustering"), Mapping) else {}
+    km = cl.get("kmeans") if isinstance(cl.get("kmeans"), Mapping) else {}
+    k0 = next(iter(km), None)
+    e = km.get(k0, {}) if k0 is not None else {}
+    h = cl.get("hungarian") if isinstance(cl.get("hungarian"), Mapping) else {}
+    return [name, _pct_pm(e.get("acc_test")), _pct_pm(e.get("acc_test_majority")),
+            _pct_pm(h.get("acc_test")), _num(_mean(e.get("nmi_test")), 3),
+            _num(_mean(e.get("ari_test")), 3)], k0, h.get("k")
+
+
+def render_representation_tables(
+    runs: Sequence[tuple[str, Mapping]],
+    paper_keys: Sequence[str | None] | None = None,
+    level: int = 2,
+) -> str:
+    """Clustering and probe results of several runs side by side, for embedding in a report.
+
+    Tables (headings at Markdown ``level``): Table 2 layout (K-means, KNN, Linear), Table 5
+    layout (SVMs, mean ± std), the other clustering scores at the smallest K (nearest-sample
+    and majority-vote labelling, Hungarian accuracy at K = number of classes, NMI, ARI) and
+    the latent diagnostics. ``paper_keys`` as in :func:`render_comparison` (paper rows are
+    added to the Table 2 and Table 5 layouts only, marked "(paper)").
+    """
+    runs = list(runs)
+    if not runs:
+        raise MaevaeError("no runs to tabulate: pass at least one (name, eval dict) pair")
+    keys = [None] * len(runs) if paper_keys is None else list(paper_keys)
+    if len(keys) != len(runs):
+        raise MaevaeError(
+            f"{len(runs)} runs but {len(keys)} paper keys: give one key (or None) per run"
+        )
+    entries = [None if k is None else paper_entry(k) for k in keys]
+    hashes = "#" * max(1, int(level))
+
+    def rows(own, paper) -> list[list[str]]:
+        out = []
+        for (name, ev), entry in zip(runs, entries):
+            out += _with_paper(own(name, ev), entry, paper)
+        return out
+
+    cl_rows, k0, hk = [], None, None
+    for name, ev in runs:
+        row, k, h = _clustering_row(name, ev)
+        cl_rows.append(row)
+        k0, hk = k0 or k, hk or h
+    k_txt, hk_txt = k0 or "K", hk or "C"
+    out = [f"{hashes} Representation (paper Table 2 layout, test accuracy %)", "",
+           _table(_T2_HEADER, rows(_t2_row, _t2_paper_row)), "",
+           f"{hashes} SVM probes (paper Table 5 layout, test accuracy %, mean ± std)", "",
+           _table(_T5_HEADER, rows(_t5_row, _t5_paper_row)), "",
+           f"{hashes} Clustering, other scores (test set, mean ± std over runs)", "",
+           _table(["Model", f"K={k_txt} nearest-sample", f"K={k_txt} majority vote",
+                   f"Hungarian (K={hk_txt})", f"NMI (K={k_txt})", f"ARI (K={k_txt})"], cl_rows),
+           "", f"{hashes} Latent diagnostics", "",
+           _table(_DIAG_HEADER, [_diag_row(n, ev) for n, ev in runs])]
+    if any(e is not None for e in entries):
+        out += ["", "Rows marked (paper) are the published numbers of Ma, Zhou & Hovy "
+                "(ICLR 2019), not our results."]
     return "\n".join(out).rstrip() + "\n"
