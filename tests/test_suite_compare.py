@@ -123,6 +123,12 @@ def test_probe_section_for_the_main_job(tmp_path):
     assert "### SVM probes" in md and "### Latent diagnostics" in md
     assert "| mae | 70.0 ± 0.0 | 70.0 ± 0.0 | 70.0 ± 0.0 | 0.500 | 0.400 |" in md
     assert "(paper)" not in md
+    # (name, run_dir) pairs, as the main job passes them; default headings at level 3
+    md = probe_section([("VLAE", a.path), ("MAE", str(b.path))])
+    assert md.startswith("### Representation") and "| VLAE | 60.0 |" in md
+    assert "| MAE | 70.0 |" in md
+    with pytest.raises(MaevaeError, match="one form"):
+        probe_section([("VLAE", a.path), b.path])
     bare = make_evaluated(tmp_path / "bare", "tiny/test")
     (bare.path / "eval.json").write_text(json.dumps({"nll": 1.0}))
     with pytest.raises(MaevaeError, match="no clustering or probe results"):

@@ -778,9 +778,23 @@ def _names(runs: list, names: Sequence[str] | None) -> list[str]:
     return out
 
 
-def _load_many(run_dirs) -> list:
+def _split_named(run_dirs, names: Sequence[str] | None) -> tuple[list, list[str] | None]:
+    """Accept run directories or (name, run directory) pairs; returns (dirs, names)."""
     if isinstance(run_dirs, (str, os.PathLike)):
         run_dirs = [run_dirs]
+    items = list(run_dirs)
+    pairs = [isinstance(i, (tuple, list)) and len(i) == 2 for i in items]
+    if items and all(pairs):
+        if names is not None:
+            raise MaevaeError("give names either as (name, run_dir) pairs or as names=, "
+                              "not both")
+        return [d for _, d in items], [str(n) for n, _ in items]
+    if any(pairs):
+        raise MaevaeError("mix of run directories and (name, run_dir) pairs: use one form")
+    return items, names
+
+
+def _load_many(run_dirs) -> list:
     run_dirs = list(run_dirs)
     if not run_dirs:
         raise MaevaeError("nothing to compare: give at least one RUN_DIR")
@@ -796,13 +810,15 @@ def _load_many(run_dirs) -> list:
 def compare_runs(run_dirs: Sequence, names: Sequence[str] | None = None) -> str:
     """Markdown: several evaluated runs side by side in the paper's layouts.
 
-    Tables 4, 2 and 5 and the latent diagnostics, one row per run (named by its folder, or
-    ``names``), each followed by the paper's published row for the run's preset when there
-    is one (:func:`paper_key_for`), labelled "(paper)"; then a table saying what each row
-    is (folder, config, dataset, training steps, latent, runs).
+    ``run_dirs``: run directories, or ``(name, run_dir)`` pairs. Tables 4, 2 and 5 and the
+    latent diagnostics, one row per run (named by ``names``, the pairs' names, or the
+    folder name), each followed by the paper's published row for the run's preset when
+    there is one (:func:`paper_key_for`), labelled "(paper)"; then a table saying what
+    each row is (folder, config, dataset, training step, latent, runs, paper key).
     """
     from maevae.evaluate.report import render_comparison
 
+    run_dirs, names = _split_named(run_dirs, names)
     loaded = _load_many(run_dirs)
     labels = _names(loaded, names)
     keys = [paper_key_for(cfg) for _, cfg, _ in loaded]
@@ -820,16 +836,19 @@ def compare_runs(run_dirs: Sequence, names: Sequence[str] | None = None) -> str:
 
 
 def probe_section(run_dirs: Sequence, names: Sequence[str] | None = None,
-                  level: int = 2) -> str:
+                  level: int = 3) -> str:
     """Markdown tables of clustering, probes and diagnostics for several evaluated runs.
 
     For embedding in another report (the main job's): Table 2 and Table 5 layouts, the
-    other clustering scores and the latent diagnostics, one row per run (named by its
-    folder, or ``names``), with the paper's rows where a run's preset has them; headings at
-    Markdown ``level``. Every run must have been through :func:`run_probes`.
+    other clustering scores and the latent diagnostics, one row per run, with the paper's
+    rows where a run's preset has them; headings at Markdown ``level`` (default 3, for a
+    section under a ``##`` heading). ``run_dirs``: run directories, or ``(name,
+    run_dir)`` pairs; rows are named by ``names``, the pairs' names, or the folder names.
+    Every run must have been through :func:`run_probes`.
     """
     from maevae.evaluate.report import render_representation_tables
 
+    run_dirs, names = _split_named(run_dirs, names)
     loaded = _load_many(run_dirs)
     for run, _, ev in loaded:
         if "probes" not in ev and "clustering" not in ev:
