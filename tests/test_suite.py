@@ -214,6 +214,14 @@ def test_bad_input_fails_in_one_line_before_encoding(tmp_path, kwargs, match):
     assert not list(run.path.glob("codes-*")) and not (run.path / "eval.json").exists()
 
 
+def test_corrupt_eval_json_fails_before_encoding(tmp_path):
+    run = make_run(tmp_path / "r")
+    (run.path / "eval.json").write_text("{half written")
+    with pytest.raises(MaevaeError, match="is not valid JSON") as e:
+        run_probes(run.path, device=torch.device("cpu"), **FAST)
+    assert "\n" not in str(e.value) and not list(run.path.glob("codes-*"))
+
+
 def test_run_without_model_or_not_a_run(tmp_path):
     run = make_run(tmp_path / "empty", with_model=False)
     with pytest.raises(MaevaeError, match="has no trained model yet") as e:

@@ -513,7 +513,8 @@ def run_probes(
                           "probes need labelled training and test images")
     if pool == "train+val" and data.val_y is None and len(data.val_x):
         raise MaevaeError(f"dataset {data.name} has no validation labels: use pool='train'")
-    train_y = data.train_y if pool == "train" else np.concatenate([data.train_y, data.val_y])
+    val_y = data.val_y if data.val_y is not None else np.zeros(0, np.int64)
+    train_y = data.train_y if pool == "train" else np.concatenate([data.train_y, val_y])
     test_y = data.test_y
     n_pool, n_test = int(train_y.size), int(test_y.size)
     if n_test < 3:
@@ -524,13 +525,14 @@ def run_probes(
         raise MaevaeError(f"K-means K={too_big[0]} is larger than the {n_pool} training codes "
                           f"of {data.name}: use a smaller K")
     _validate_budgets(budgets, train_y, balanced)
+    eval_path = run.path / "eval.json"
+    _read_eval_json(eval_path)  # a corrupt eval.json fails now, not after the long work
     threads = cfg.train.num_threads if num_threads is None else num_threads
 
     timings: dict = {"torch_threads": int(threads or torch.get_num_threads()),
                      "cpu_count": os.cpu_count(),
                      "load_avg_start": round(os.getloadavg()[0], 2)
                      if hasattr(os, "getloadavg") else None}
-    eval_path = run.path / "eval.json"
     with _thread_limit(threads):
         # 1. codes
         arrays, info = run_codes(run.path, device=device, latent=latent, progress=progress,
