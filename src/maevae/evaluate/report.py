@@ -322,9 +322,12 @@ def render_run_report(
         out += ["Rows marked (paper) are the published numbers of Ma, Zhou & Hovy (ICLR 2019) "
                 f"for {entry['label']}, not results of this run.", ""]
         out += [f"- {_cell_text(n)}" for n in entry["notes"]] + ([""] if entry["notes"] else [])
-    for block in (_clustering_details(ev.get("clustering")), _probe_details(ev.get("probes"))):
-        if block:
-            out += block + [""]
+    blocks = [b for b in (_clustering_details(ev.get("clustering")),
+                          _probe_details(ev.get("probes"))) if b]
+    if blocks:
+        out += ["## Clustering and probes in detail", ""]
+    for block in blocks:
+        out += block + [""]
     out += ["## Latent diagnostics", "", _table(_DIAG_HEADER, [_diag_row(run_name, ev)]), ""]
     if figures:
         out += ["## Figures", ""]
