@@ -46,16 +46,16 @@ import torch
 import torch.nn.functional as F
 
 Impl = Literal["masked", "causal"]
-Strategy = Literal["rows", "split"]
+Strategy = Literal["auto", "rows", "crop", "split"]
 
 IMPLS: tuple[str, ...] = ("masked", "causal")
-STRATEGIES: tuple[str, ...] = ("rows", "split")
+STRATEGIES: tuple[str, ...] = ("auto", "rows", "crop", "split")
 
 
 @dataclass(frozen=True)
 class CausalConfig:
     impl: Impl = "causal"
-    strategy: Strategy = "rows"  # decomposition of mask-A/B windows
+    strategy: Strategy = "auto"  # decomposition of mask-A/B windows; see choose_strategy
     first: Literal["full", "split"] = "full"  # layers with masked_channels < in_ch
     channels_last: bool = True  # move activations to NHWC at the masked convs
 
@@ -106,15 +106,28 @@ def use_impl(name: Impl):
 
 
 # ---------------------------------------------------------------------------------------
-def _rows(x, w, b, c: int, mask_type: str, order: str):
-    """One conv over the kernel rows on the causal side, centre row included."""
+def _half(w, c: int, mask_type: str, order: str, premasked: bool):
+    """The kernel rows on the causal side, centre row included (masked unless premasked)."""
+    half = w[:, :, :c + 1] if order == "A" else w[:, :, c:]
+    if premasked:
+        return half
     mask = _window_mask(2 * c + 1, mask_type, order, w)
-    if order == "A":  # rows 0..c, padded above
-        return F.conv2d(F.pad(x, (c, c, c, 0)), w[:, :, :c + 1] * mask[:c + 1], b)
-    return F.conv2d(F.pad(x, (c, c, 0, c)), w[:, :, c:] * mask[c:], b)  # rows c..k-1, below
+    return half * (mask[:c + 1] if order == "A" else mask[c:])
 
 
-def _split(x, w, b, c: int, mask_type: str, order: str):
+def _rows(x, w, b, c: int, mask_type: str, order: str, premasked: bool = False):
+    """One conv over the causal half of the kernel on an input padded on the causal side."""
+    pad = (c, c, c, 0) if order == "A" else (c, c, 0, c)  # rows above (A) or below (B)
+    return F.conv2d(F.pad(x, pad), _half(w, c, mask_type, order, premasked), b)
+
+
+def _crop(x, w, b, c: int, mask_type: str, order: str, premasked: bool = False):
+    """As ``_rows`` but with the conv's own symmetric padding, cropping the c extra rows."""
+    y = F.conv2d(x, _half(w, c, mask_type, order, premasked), b, 1, c)
+    return y[:, :, :x.shape[-2]] if order == "A" else y[:, :, c:]
+
+
+def _split(x, w, b, c: int, mask_type: str, order: str, premasked: bool = False):
     """Rows strictly before the centre (c×k) plus the centre row's causal part."""
     h, wd = x.shape[-2:]
     keep_centre = mask_type == "B"
@@ -136,11 +149,15 @@ def _split(x, w, b, c: int, mask_type: str, order: str):
 def causal_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                   mask_type: Literal["A", "B"], masked_channels: int | None = None,
                   order: Literal["A", "B"] = "A", strategy: Strategy | None = None,
-                  first: Literal["full", "split"] | None = None) -> torch.Tensor:
+                  first: Literal["full", "split"] | None = None,
+                  premasked: bool = False) -> torch.Tensor:
     """``F.conv2d(x, weight * mask, bias, padding=k // 2)`` without the masked-out taps.
 
     x: [N, in, H, W]; weight: [out, in, k, k] (odd k >= 3); the mask is
     ``conv_mask(out, in, k, mask_type, masked_channels, order)``. Returns [N, out, H, W].
+    ``strategy`` (default: the configured one) is "auto", "rows", "crop", "split" or
+    "masked" (dense). ``premasked=True`` promises that the weight is already zero outside
+    the mask, which saves re-masking it.
     """
     k = weight.shape[-1]
     if weight.shape[-2] != k or k % 2 == 0 or k < 3:
@@ -148,17 +165,22 @@ def causal_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
                          f"got {tuple(weight.shape)}")
     c = k // 2
     strategy = strategy or _config.strategy
-    op = _rows if strategy == "rows" else _split
+    if strategy == "auto":
+        strategy = choose_strategy(x, weight)
     in_ch = weight.shape[1]
     m = in_ch if masked_channels is None else masked_channels
-    if m >= in_ch:
-        return op(x, weight, bias, c, mask_type, order)
-    if (first or _config.first) == "full":  # dense over all channels with the masked weight
-        mask = _window_mask(k, mask_type, order, weight)
-        w = torch.cat([weight[:, :m] * mask, weight[:, m:]], dim=1)
+    if strategy == "masked" or (m < in_ch and (first or _config.first) == "full"):
+        # dense over all channels with the masked weight (the reference computation)
+        w = weight
+        if not premasked:
+            mask = _window_mask(k, mask_type, order, weight)
+            w = weight * mask if m >= in_ch else torch.cat([weight[:, :m] * mask, weight[:, m:]], 1)
         return F.conv2d(x, w, bias, 1, c)
+    op = {"rows": _rows, "crop": _crop, "split": _split}[strategy]
+    if m >= in_ch:
+        return op(x, weight, bias, c, mask_type, order, premasked)
     full = F.conv2d(x[:, m:], weight[:, m:], bias, 1, c)
-    return full + op(x[:, :m], weight[:, :m], None, c, mask_type, order)
+    return full + op(x[:, :m], weight[:, :m], None, c, mask_type, order, premasked)
 
 
 _MASKS: dict[tuple, torch.Tensor] = {}
@@ -180,6 +202,24 @@ def _make_window_mask(k: int, mask_type: str, order: str, like: torch.Tensor) ->
     return m2d.flip(0).flip(1) if order == "B" else m2d
 
 
+def choose_strategy(x: torch.Tensor, weight: torch.Tensor) -> str:
+    """The decomposition measured fastest on this project's CPU (see BENCHMARKS.md).
+
+    Returns ``"masked"`` where the dense reference is as fast (bf16 training of 3×3
+    kernels: the extra pad/slice costs more than the multiplies it saves).
+    """
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    if not needs_grad:
+        return "crop"  # no input copy; 11% more output rows (k = 7) but one conv call
+    if x.device.type != "cpu":
+        return "rows"
+    bf16 = x.dtype == torch.bfloat16 or (torch.is_autocast_enabled("cpu")
+                                          and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+    if weight.shape[-1] <= 3:  # crop's backward is slow in bf16 (oneDNN), fine in fp32
+        return "masked" if bf16 else "crop"
+    return "rows"
+
+
 def masked_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                   mask_type: Literal["A", "B"], masked_channels: int | None = None,
                   order: Literal["A", "B"] = "A") -> torch.Tensor:
@@ -190,9 +230,11 @@ def masked_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     cfg = _config
     if cfg.channels_last and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
-    if cfg.impl == "masked" or weight.shape[-1] < 3:
-        return F.conv2d(x, weight, bias, 1, weight.shape[-1] // 2)
-    return causal_conv2d(x, weight, bias, mask_type, masked_channels, order)
+    k = weight.shape[-1]
+    if cfg.impl == "masked" or k < 3 or weight.shape[-2] != k:
+        return F.conv2d(x, weight, bias, 1, k // 2)
+    return causal_conv2d(x, weight, bias, mask_type, masked_channels, order, cfg.strategy,
+                         premasked=True)
 
 
 def useful_taps(k: int, mask_type: str) -> int:

@@ -1,0 +1,491 @@
+"""Throughput of the paper's binary-MNIST model: training img/s, IS-likelihood samples/s.
+
+    python benchmarks/throughput.py [--json] [--device cpu|cuda] [--dtype fp32|bf16|both]
+                                    [--decoder small|large|both] [--steps N] [--k 512]
+                                    [--variants reference,fast] [--compile] [--threads N]
+
+For each (decoder, dtype) it builds the model (random binary 28×28 data, seeded, DDI on
+the batch) and measures, **interleaving the variants round by round** so that a shared,
+noisy machine affects them alike (medians over the timed rounds):
+
+* training img/s: batch 100, one full step ``model.terms(x, 1)`` -> ``mae_loss`` (eta 1,
+  gamma 0.5) -> backward -> ``clip_grad_norm_(5)`` -> Adam step;
+* IS-likelihood samples/s: ``importance_sampled_nll`` with K samples (default 512) of one
+  image, and the fp32/bf16 NLL difference on the same samples;
+* peak memory of K = 4096 (CPU: max-RSS growth of a fresh subprocess; CUDA:
+  ``torch.cuda.max_memory_allocated``);
+* FLOPs: conv/linear/matmul FLOPs counted with ``FlopCounterMode`` on the masked reference
+  (dense, as in SPEC §7), minus the multiplies by masked-out weights (counted per masked
+  layer from its mask): the *useful* GFLOP per image / per sample; achieved GFLOP/s;
+* the machine's peak: a 4096×4096 fp32 and bf16 matmul on the same threads;
+* ratios to the reference figures (authors' code on this machine kind) and the targets.
+
+On CPU it also reports CPU seconds per step (user + system of the whole process): on a
+shared machine wall-clock time includes waiting for the cores; ``cpu_normalised`` is
+units / (CPU seconds / threads), the throughput that the measured work would give if the
+threads had the cores to themselves (an estimate, labelled as such).
+
+Variants (``--variants``, comma-separated):
+  reference   masked convs (dense k×k with zeroed weights), NCHW, WN recomputed at eval
+  masked_cl   reference + channels-last activations
+  fast        causal convs (maevae.nn.causal, strategy "auto"), channels-last, WN folded
+              for the likelihood pass
+  fast_nofold fast without folding
+  compiled    fast + torch.compile of the PixelCNN core (``--compile`` adds it)
+
+Process-wide settings (same for every variant of a run): ``--threads`` and
+``--malloc keep|default`` (glibc keeps freed memory mapped; precision.keep_freed_memory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from maevae.config import ObjectiveConfig, RunConfig
+from maevae.evaluate import precision as prec
+from maevae.evaluate.likelihood import importance_sampled_nll
+from maevae.models.vae import build_model
+from maevae.nn import causal
+from maevae.nn.masked import MaskedConv2d
+from maevae.objectives import mae_loss
+
+IMAGE_SHAPE = (1, 28, 28)
+BATCH = 100
+# authors' code on this machine kind (batch 100, one Adam step; IS K = 512 on one image)
+REFERENCE = {"small": {"train": 82.0, "is": 165.0}, "large": {"train": 40.0, "is": 105.0}}
+TARGETS = {"small": {("train", "bf16"): 400.0, ("train", "fp32"): 205.0,
+                     ("is", "bf16"): 1650.0, ("is", "fp32"): 495.0}}
+MEMORY_TARGET_GIB = 4.0
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    impl: str = "causal"
+    channels_last: bool = True
+    fold: bool = True
+    compile: bool = False
+
+
+VARIANTS = {
+    "reference": Variant("reference", impl="masked", channels_last=False, fold=False),
+    "masked_cl": Variant("masked_cl", impl="masked", channels_last=True, fold=False),
+    "fast": Variant("fast"),
+    "fast_nofold": Variant("fast_nofold", fold=False),
+    "compiled": Variant("compiled", compile=True),
+}
+
+
+# ---------------------------------------------------------------------------------------
+# timing helpers
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _timed(fn, device: torch.device) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call."""
+    _sync(device)
+    c0, t0 = _cpu_seconds(), time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - t0, _cpu_seconds() - c0
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 4096, reps: int = 3) -> float:
+    """GFLOP/s of an n×n×n matmul (best of ``reps`` after a warm-up)."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    a @ b
+    best = min(_timed(lambda: a @ b, device)[0] for _ in range(reps))
+    return 2 * n ** 3 / best / 1e9
+
+
+# ---------------------------------------------------------------------------------------
+# model, data, steps
+def make_model(decoder: str, device: torch.device, seed: int, init_batch: int = BATCH):
+    """Model with DDI on the first ``init_batch`` images of a random binary batch."""
+    torch.manual_seed(seed)
+    cfg = RunConfig()
+    cfg.model.decoder.mode = decoder
+    model = build_model(cfg.model, IMAGE_SHAPE).to(device)
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(BATCH, *IMAGE_SHAPE, generator=g) < 0.5).float().to(device)
+    with causal.use_impl("masked"):
+        model.initialize(x[:init_batch])
+    return model, x
+
+
+@contextlib.contextmanager
+def variant_settings(v: Variant):
+    with causal.use_config(impl=v.impl, channels_last=v.channels_last):
+        yield
+
+
+class Trainer:
+    """One Adam step as specified (no EMA, constant LR)."""
+
+    def __init__(self, model, x, dtype: str, objective: ObjectiveConfig):
+        self.model, self.x, self.dtype, self.objective = model, x, dtype, objective
+        self.opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        self.dims = x[0].numel()
+
+    def step(self) -> None:
+        model = self.model
+        model.train()
+        with prec.autocast_context(self.x.device, self.dtype):
+            t = model.terms(self.x, 1)
+        lt = mae_loss(t.recon.float(), t.kl.float(), t.mu.float(), t.logvar.float(),
+                      self.objective, self.dims)
+        self.opt.zero_grad(set_to_none=True)
+        lt.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        self.opt.step()
+
+
+def is_pass(model, x1, k: int, chunk: int, dtype: str, fold: bool, seed: int = 1):
+    g = torch.Generator(device=x1.device).manual_seed(seed)
+    model.eval()
+    ctx = prec.folded(model) if fold else contextlib.nullcontext()
+    with ctx:
+        res = importance_sampled_nll(model, x1, k, chunk, g, prec.autocast_dtype(dtype))
+    model.train()
+    return res
+
+
+# ---------------------------------------------------------------------------------------
+# FLOP counting
+class _MaskedWaste:
+    """Forward hooks on MaskedConv2d layers: multiplies by masked-out weights (MACs)."""
+
+    def __init__(self, model):
+        self.macs = 0
+        self.handles = [m.register_forward_hook(self._hook) for m in model.modules()
+                        if isinstance(m, MaskedConv2d)]
+
+    def _hook(self, module, inputs, output):
+        x = inputs[0]
+        zeros = int((module.mask == 0).sum())  # over [out, in, k, k]
+        macs = x.shape[0] * output.shape[-2] * output.shape[-1] * zeros
+        grads = 0  # backward: one conv-sized product per gradient it computes
+        if torch.is_grad_enabled():
+            grads = int(x.requires_grad) + int(module.v.requires_grad)
+        self.macs += macs * (1 + grads)
+
+    def close(self):
+        for h in self.handles:
+            h.remove()
+
+
+def count_flops(fn, model) -> tuple[float, float]:
+    """(dense FLOPs, useful FLOPs) of ``fn()`` on the masked reference convs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    waste = _MaskedWaste(model)
+    try:
+        with causal.use_impl("masked"), FlopCounterMode(display=False) as counter:
+            fn()
+    finally:
+        waste.close()
+    dense = float(counter.get_total_flops())
+    return dense, dense - 2.0 * waste.macs
+
+
+# ---------------------------------------------------------------------------------------
+# memory probe (K = 4096) in a fresh process so that earlier peaks do not hide it
+def _max_rss_bytes() -> int:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024
+
+
+def memory_probe(args) -> dict:
+    device = torch.device(args.device)
+    model, x = make_model(args.decoder, device, args.seed, init_batch=8)  # small DDI peak
+    v = VARIANTS[args.variants.split(",")[-1]]
+    x1 = x[:1]
+    with variant_settings(v):
+        is_pass(model, x1, 8, 8, args.dtype, v.fold)  # warm-up at a tiny size
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+        else:
+            base = _max_rss_bytes()
+        wall, _ = _timed(lambda: is_pass(model, x1, args.k_mem, args.chunk, args.dtype, v.fold),
+                         device)
+        if device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(device)
+        else:
+            peak = _max_rss_bytes()
+    return {"variant": v.name, "k": args.k_mem, "chunk": args.chunk,
+            "peak_delta_gib": max(peak - base, 0) / 2**30, "peak_gib": peak / 2**30,
+            "method": "cuda.max_memory_allocated" if device.type == "cuda"
+            else "ru_maxrss growth (fresh process)", "wall_s": wall,
+            "samples_per_s": args.k_mem / wall}
+
+
+def run_memory_probe(args, decoder: str, dtype: str, variant: str) -> dict:
+    if args.device == "cuda":  # same process is fine: allocator statistics are exact
+        sub = argparse.Namespace(**{**vars(args), "decoder": decoder, "dtype": dtype,
+                                    "variants": variant})
+        return memory_probe(sub)
+    cmd = [sys.executable, os.path.abspath(__file__), "--memory-probe", "--device", args.device,
+           "--decoder", decoder, "--dtype", dtype, "--variants", variant,
+           "--k-mem", str(args.k_mem), "--chunk", str(args.chunk), "--seed", str(args.seed),
+           "--malloc", args.malloc]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1:] or ["failed"]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------
+def machine_info(device: torch.device) -> dict:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    info = {"cpu": model, "cpu_cores": os.cpu_count(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
+            "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+    if device.type == "cpu":
+        info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    else:
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def bench_one(args, decoder: str, dtype: str, variants: list[Variant], device) -> dict:
+    model, x = make_model(decoder, device, args.seed)
+    objective = ObjectiveConfig(eta=1.0, gamma=0.5)
+    trainer = Trainer(model, x, dtype, objective)
+    x1 = x[:1]
+    eager_core = model.decoder.core
+    compiled_core = None
+    out: dict = {"decoder": decoder, "dtype": dtype, "variants": {}}
+
+    # FLOPs (masked reference): one training step, and one IS pass of K samples
+    dense_t, useful_t = count_flops(trainer.step, model)
+    dense_i, useful_i = count_flops(lambda: is_pass(model, x1, args.k, args.chunk, "fp32",
+                                                    False), model)
+    out["flops"] = {"train_dense_gflop_per_img": dense_t / BATCH / 1e9,
+                    "train_useful_gflop_per_img": useful_t / BATCH / 1e9,
+                    "is_dense_gflop_per_sample": dense_i / args.k / 1e9,
+                    "is_useful_gflop_per_sample": useful_i / args.k / 1e9}
+
+    def use(v: Variant):
+        nonlocal compiled_core
+        if v.compile and compiled_core is None:
+            compiled_core = torch.compile(eager_core)
+        model.decoder.core = compiled_core if v.compile else eager_core
+
+    # compile warm-ups (timed: compile time counts against short runs)
+    for v in variants:
+        if v.compile:
+            use(v)
+            with variant_settings(v):
+                w1, _ = _timed(trainer.step, device)
+                w2, _ = _timed(lambda v=v: is_pass(model, x1, args.k, args.chunk, dtype, v.fold),
+                               device)
+            out["variants"].setdefault(v.name, {})["compile_s"] = {"train_first_step": w1,
+                                                                  "is_first_pass": w2}
+
+    times: dict = {(v.name, w): [] for v in variants for w in ("train", "is")}
+    for r in range(args.steps + 1):  # round 0 is a warm-up
+        for v in variants:
+            use(v)
+            with variant_settings(v):
+                t = _timed(trainer.step, device)
+                if r:
+                    times[(v.name, "train")].append(t)
+        for v in variants:
+            if r > args.is_rounds:
+                continue
+            use(v)
+            with variant_settings(v):
+                t = _timed(lambda v=v: is_pass(model, x1, args.k, args.chunk, dtype, v.fold),
+                           device)
+                if r:
+                    times[(v.name, "is")].append(t)
+    model.decoder.core = eager_core
+
+    threads = torch.get_num_threads()
+    ref = REFERENCE.get(decoder, {})
+    tgt = TARGETS.get(decoder, {})
+    useful = {"train": out["flops"]["train_useful_gflop_per_img"],
+              "is": out["flops"]["is_useful_gflop_per_sample"]}
+    for v in variants:
+        entry = out["variants"].setdefault(v.name, {})
+        entry["config"] = asdict(v)
+        for what, units in (("train", BATCH), ("is", args.k)):
+            ts = times[(v.name, what)]
+            wall = _median([a for a, _ in ts])
+            cpu = _median([b for _, b in ts])
+            rate = units / wall
+            e = {"rounds": len(ts), "wall_s_median": wall, "wall_s_min": min(a for a, _ in ts),
+                 "per_s": rate, "useful_gflop_s": rate * useful[what],
+                 "vs_reference": rate / ref[what] if what in ref else None,
+                 "vs_target": rate / tgt[(what, dtype)] if (what, dtype) in tgt else None}
+            if device.type == "cpu":
+                e["cpu_s_median"] = cpu
+                e["cpu_normalised_per_s"] = units / (cpu / threads)
+            entry[what] = e
+
+    # bf16 vs fp32 NLL on the same image and the same z samples (fast variant if present)
+    v = next((v for v in variants if not v.compile and v.impl == "causal"), variants[0])
+    with variant_settings(v):
+        r32 = is_pass(model, x1, args.k, args.chunk, "fp32", v.fold)
+        r16 = is_pass(model, x1, args.k, args.chunk, "bf16", v.fold)
+    out["nll"] = {"variant": v.name, "fp32": float(r32.nll[0]), "bf16": float(r16.nll[0]),
+                  "abs_diff": abs(float(r16.nll[0] - r32.nll[0])),
+                  "mc_stderr": float(r32.nll_mc_stderr[0])}
+    if args.k_mem:
+        out["memory"] = run_memory_probe(args, decoder, dtype, v.name)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+def print_table(result: dict) -> None:
+    m = result["machine"]
+    print(f"# throughput  {m['date']}  {m['cpu']} ({m['cpu_cores']} cores), "
+          f"torch {m['torch']}, {m['threads']} threads, device {result['device']}")
+    print(f"# loadavg at start {m['loadavg_start']}, at end {result.get('loadavg_end')}")
+    p = result["peak"]
+    print(f"# peak matmul 4096^3: fp32 {p['fp32_gflop_s']:.0f} GFLOP/s, "
+          f"bf16 {p['bf16_gflop_s']:.0f} GFLOP/s")
+    for run in result["runs"]:
+        f = run["flops"]
+        print(f"\n## decoder={run['decoder']} dtype={run['dtype']}   train: "
+              f"{f['train_dense_gflop_per_img']:.3f} GFLOP/img dense, "
+              f"{f['train_useful_gflop_per_img']:.3f} useful; IS: "
+              f"{f['is_dense_gflop_per_sample']:.3f} GFLOP/sample dense, "
+              f"{f['is_useful_gflop_per_sample']:.3f} useful")
+        peak = p[f"{run['dtype']}_gflop_s"]
+        hdr = (f"{'variant':12s} {'what':5s} {'per s':>8s} {'cpu-norm':>9s} {'GFLOP/s':>8s} "
+               f"{'%peak':>6s} {'vs ref':>7s} {'vs tgt':>7s} {'wall med':>9s} {'cpu med':>8s}")
+        print(hdr)
+        for name, e in run["variants"].items():
+            for what in ("train", "is"):
+                d = e[what]
+                cn = d.get("cpu_normalised_per_s")
+                ref = d["vs_reference"]
+                tgt = d["vs_target"]
+                print(f"{name:12s} {what:5s} {d['per_s']:8.1f} "
+                      f"{(f'{cn:9.1f}' if cn else '        -')} {d['useful_gflop_s']:8.1f} "
+                      f"{100 * d['useful_gflop_s'] / peak:6.1f} "
+                      f"{(f'{ref:7.2f}' if ref else '      -')} "
+                      f"{(f'{tgt:7.2f}' if tgt else '      -')} "
+                      f"{d['wall_s_median']:9.3f} {d.get('cpu_s_median', float('nan')):8.3f}")
+            if "compile_s" in e:
+                c = e["compile_s"]
+                print(f"{name:12s} compile+first step {c['train_first_step']:.1f} s, "
+                      f"compile+first IS pass {c['is_first_pass']:.1f} s")
+        n = run["nll"]
+        print(f"NLL (K={result['k']}, {n['variant']}): fp32 {n['fp32']:.4f}  bf16 {n['bf16']:.4f}"
+              f"  |diff| {n['abs_diff']:.4f} nats (MC stderr {n['mc_stderr']:.3f})")
+        if "memory" in run:
+            mem = run["memory"]
+            if "error" in mem:
+                print(f"memory probe failed: {mem['error']}")
+            else:
+                print(f"K={mem['k']} (chunk {mem['chunk']}, {mem['variant']}): peak growth "
+                      f"{mem['peak_delta_gib']:.2f} GiB, peak {mem['peak_gib']:.2f} GiB "
+                      f"[{mem['method']}], {mem['samples_per_s']:.0f} samples/s "
+                      f"(target <= {MEMORY_TARGET_GIB} GiB)")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "both"], default="both")
+    p.add_argument("--decoder", choices=["small", "large", "both"], default="small")
+    p.add_argument("--steps", type=int, default=5, help="timed training rounds per variant")
+    p.add_argument("--is-rounds", type=int, default=3, help="timed IS rounds per variant")
+    p.add_argument("--k", type=int, default=512, help="importance samples (one image)")
+    p.add_argument("--chunk", type=int, default=512, help="samples per decoder pass")
+    p.add_argument("--k-mem", type=int, default=4096, help="K of the memory probe; 0 skips it")
+    p.add_argument("--variants", default="reference,fast")
+    p.add_argument("--compile", action="store_true", help="add the torch.compile variant")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    p.add_argument("--malloc", choices=["keep", "default"], default="keep",
+                   help="keep: glibc keeps freed memory mapped (precision.keep_freed_memory)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--memory-probe", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.compile and "compiled" not in args.variants.split(","):
+        args.variants += ",compiled"
+    for name in args.variants.split(","):
+        if name not in VARIANTS:
+            p.error(f"unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "cpu" and args.malloc == "keep":
+        prec.keep_freed_memory(True)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: no CUDA GPU is available")
+    if args.memory_probe:
+        print(json.dumps(memory_probe(args)))
+        return {}
+    import torch._dynamo.config as dynamo_config
+
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
+    device = torch.device(args.device)
+    variants = [VARIANTS[n] for n in args.variants.split(",")]
+    result = {"device": args.device, "k": args.k, "chunk": args.chunk, "steps": args.steps,
+              "batch": BATCH, "malloc": args.malloc, "machine": machine_info(device),
+              "argv": sys.argv[1:] if argv is None else list(argv)}
+    result["peak"] = {"fp32_gflop_s": matmul_peak(device, torch.float32),
+                      "bf16_gflop_s": matmul_peak(device, torch.bfloat16)}
+    decoders = ["small", "large"] if args.decoder == "both" else [args.decoder]
+    dtypes = ["fp32", "bf16"] if args.dtype == "both" else [args.dtype]
+    result["runs"] = []
+    for decoder in decoders:
+        for dtype in dtypes:
+            result["runs"].append(bench_one(args, decoder, dtype, variants, device))
+            if not args.json:
+                print(f"... done decoder={decoder} dtype={dtype}", file=sys.stderr, flush=True)
+    result["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_table(result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
