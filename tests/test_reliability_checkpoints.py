@@ -125,8 +125,8 @@ def test_resume_after_corruption_recreates_the_lost_checkpoint(run, trained, cap
     _corrupt(RunDir(run).checkpoint_paths()[-1], "flip-ema")
     capsys.readouterr()
     cli_main(["train", "--resume", str(run), "--no-progress"])
-    out = capsys.readouterr().out
-    assert sum("warning" in ln for ln in out.splitlines()) == 1
+    out, err = capsys.readouterr()
+    assert sum("warning" in ln for ln in err.splitlines()) == 1
     assert "resumed at step 6" in out
     for name in ("step-00000009",):
         assert _bytes(run / "checkpoints" / name) == _bytes(trained / "checkpoints" / name)

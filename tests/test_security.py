@@ -82,7 +82,8 @@ def _cli(argv: list[str], capsys) -> tuple[int, str, str]:
 
 def _one_line_error(code: int, err: str, *needles: str) -> str:
     assert code == 2, err
-    lines = err.strip().splitlines()
+    # warnings (one per corrupt checkpoint skipped) may precede the single error line
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("maevae: warning: ")]
     assert len(lines) == 1 and lines[0].startswith("maevae: error: "), err
     for n in needles:
         assert n in lines[0], lines[0]
@@ -114,8 +115,8 @@ def test_pickle_as_newest_checkpoint_is_refused(run, tmp_path, capsys, kind, for
            newest / "state.json" if forge else None, "model.safetensors")
     code, out, err = _cli(["train", "--resume", run, "--no-progress"], capsys)
     assert code == 0, err  # fell back to the previous checkpoint and finished the run
-    warnings = [ln for ln in out.splitlines() if "warning" in ln]
-    assert len(warnings) == 1 and newest.name in warnings[0], out
+    warnings = [ln for ln in err.splitlines() if "warning" in ln]  # warnings go to stderr
+    assert len(warnings) == 1 and newest.name in warnings[0], err
     assert ("checksum mismatch" if not forge else "not a valid safetensors") in warnings[0]
     assert not marker.exists()
 
@@ -128,7 +129,7 @@ def test_pickle_in_every_checkpoint_is_an_error(run, tmp_path, capsys, name):
                f"{name}.safetensors")
     code, out, err = _cli(["train", "--resume", run], capsys)
     _one_line_error(code, err, "is valid")
-    assert out.count("not a valid safetensors file") == len(_ckpts(run))
+    assert err.count("not a valid safetensors file") == len(_ckpts(run))
     assert not marker.exists()
 
 
@@ -157,7 +158,7 @@ def test_pickle_as_state_json_falls_back(run, tmp_path, capsys):
     (newest / "state.json").write_bytes(_payload(marker))
     code, out, err = _cli(["train", "--resume", run], capsys)
     assert code == 0, err
-    assert "state.json missing or corrupt" in out and not marker.exists()
+    assert "state.json missing or corrupt" in err and not marker.exists()
 
 
 def test_yaml_python_tags_are_refused(run, tmp_path, capsys):
