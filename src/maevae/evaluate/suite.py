@@ -34,31 +34,31 @@ the published rows of the matching presets, marked "(paper)"); :func:`probe_sect
 the clustering / probe / diagnostics tables of several runs for embedding in another report.
 
 Every run records its own wall times in ``eval.json`` (``probe_timings``) and in the
-"Timings" table of ``report.md``. Measured on real MNIST (a 60-step ``mnist/vlae`` /
-``mnist/mae_eta1.0_gamma0.5`` run, D = 32, 60,000 training + 10,000 test codes,
-``--runs 2``; 2 shared CPU cores, one thread, load average 2.5-4 from other jobs):
+"Timings" table of ``report.md``. Measured on real MNIST (60,000 training + 10,000 test
+codes, D = 32, ``--runs 2``; 2 shared CPU cores, one thread, load average 2.5-4 from other
+jobs), for a 400-step ``mnist/mae_eta1.0_gamma0.5`` run (first number) and 60-step
+``mnist/mae_eta1.0_gamma0.5`` / ``mnist/vlae`` runs (range after it):
 
-=============================================  =============================================
-stage                                          seconds
-=============================================  =============================================
-encoding 70,000 images (mu; batch 500)         19 (3,600 images/s); 0 when cached
-K-means, n_init 10, 2 runs, K = 10 / 20 / 30   9-20 / 26-43 / 35-58
-KNN (k = 10), all 60k labels, fit + predict    2.3-5.2
-logistic regression, all labels                0.5-1.5
-linear SVM (LinearSVC), all labels             3-17
-RBF SVM (SVC), all labels                      165 (barely trained codes, classes overlap
-                                               heavily, so many support vectors; 37-109 s
-                                               on better separated codes, see probes.py)
-any probe with 100 or 1,000 labels             < 1.3 per run
-diagnostics (I(x; z) on 10k, MPD/STD 512)      10-15
-t-SNE of 5,000 test codes                      37-70
-reconstructions of 32 / samples of 36 images   86-230 / 300 (the PixelCNN decodes pixel by
-                                               pixel: 784 sequential passes)
-total                                          about 10-15 minutes
-=============================================  =============================================
+==============================================  ============================================
+stage                                           seconds
+==============================================  ============================================
+encoding 70,000 images (mu, batches of 500)     25 (19-38); about 1 s when cached
+K-means, n_init 10, 2 runs: K = 10 / 20 / 30    8 / 15 / 28 (9-29 / 26-50 / 35-91)
+KNN (k = 10), all 60k labels, fit + predict     2.6 (2.3-5.2)
+logistic regression, all labels                 1.8 (0.5-1.5)
+linear SVM (LinearSVC), all labels              3.2 (3-17)
+RBF SVM (SVC), all labels                       63 (165, 165: barely trained codes overlap,
+                                                so many more support vectors)
+any probe with 100 or 1,000 labels              < 1.3 per run
+diagnostics (I(x; z) on 10k, MPD/STD 512)       11 (10-15)
+t-SNE of 5,000 test codes                       51 (37-70)
+reconstructions of 32 / samples of 36 images    105 / 127 (86-230 / 100-308): the PixelCNN
+                                                decodes pixel by pixel, 784 passes
+total of run_probes                             443 (636-887), i.e. 7-15 minutes
+==============================================  ============================================
 
 On scikit-learn's 8x8 digits (1,500 training + 297 test codes) the whole suite takes
-seconds, dominated by the t-SNE and the 64-pass PixelCNN figures.
+5-7 s, dominated by the t-SNE and the 64-pass PixelCNN figures.
 """
 
 from __future__ import annotations
