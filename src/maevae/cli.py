@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="latent code for the probes (default mu)")
     p.add_argument("--runs", type=int, default=5, help="seeds / label draws for the probes")
     p.add_argument("--labels", default="100,1000,all", help="label budgets, e.g. 100,1000,all")
+    p.add_argument("--uniform-labels", action="store_true",
+                   help="draw labelled subsets uniformly instead of class-balanced")
+    p.add_argument("--no-figures", action="store_true", help="skip the probe figures")
     p.add_argument("--no-progress", action="store_true")
     _add_common(p)
 
@@ -274,13 +277,16 @@ def cmd_eval(args) -> None:
         raise MaevaeError(f"--max-images {args.max_images}: use N >= 1")
     _check_data_root(args.data_root)
     device = resolve_device(args.device)
+    if args.probes:  # bad probe options fail before the (long) likelihood evaluation
+        from maevae.evaluate.suite import run_probes, validate_probe_args
+
+        validate_probe_args(args.latent, args.runs, args.labels)
     out = evaluate_run(args.run_dir, args.data_root, device, args.nll_samples, args.precision,
                        args.max_images, progress=not args.no_progress)
     if args.probes:
-        from maevae.evaluate.suite import run_probes
-
         run_probes(args.run_dir, args.data_root, device, latent=args.latent, runs=args.runs,
-                   labels=args.labels, progress=not args.no_progress)
+                   labels=args.labels, progress=not args.no_progress,
+                   balanced=not args.uniform_labels, figures=not args.no_figures)
     else:
         print(f"wrote {Path(args.run_dir) / 'eval.json'} (nll {out['nll']:.3f})")
 

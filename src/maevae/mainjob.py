@@ -27,7 +27,7 @@ COLUMNS = [("nll", "NLL (IS)"), ("elbo", "L_elbo"), ("recon", "RE"), ("kl", "KL"
 
 
 def _train_one(label: str, preset: str, out: Path, device: torch.device, progress: bool,
-               log) -> dict:
+               log, figures: bool) -> dict:
     from maevae.evaluate.figures import save_image_grid, save_reconstruction_grid
 
     cfg = load_config(preset)
@@ -44,10 +44,11 @@ def _train_one(label: str, preset: str, out: Path, device: torch.device, progres
     t_train = time.time() - t0
     t0 = time.time()
     result = evaluate_run(run.path, None, device, progress=progress, log=log)
-    x = sample_images(run.path, device, 64, seed=0)
-    save_image_grid(x.numpy(), run.path / "samples.png", nrow=8)
-    orig, rec = reconstruct_images(run.path, None, device, 32)
-    save_reconstruction_grid(orig.numpy(), rec.numpy(), run.path / "reconstructions.png")
+    if figures:  # otherwise the representation suite draws them (same file names)
+        x = sample_images(run.path, device, 64, seed=0)
+        save_image_grid(x.numpy(), run.path / "samples.png", nrow=8)
+        orig, rec = reconstruct_images(run.path, None, device, 32)
+        save_reconstruction_grid(orig.numpy(), rec.numpy(), run.path / "reconstructions.png")
     result["seconds_train"] = round(t_train, 1)
     result["seconds_eval"] = round(time.time() - t0, 1)
     result["steps"] = trainer.counters.step
@@ -66,18 +67,16 @@ def main_job(out: str | None = None, device_name: str = "auto", progress: bool =
     device = resolve_device(device_name)
     results = {}
     for label, preset in PRESETS.items():
-        results[label] = _train_one(label, preset, out_dir, device, progress, log)
+        results[label] = _train_one(label, preset, out_dir, device, progress, log,
+                                    figures=not probes)
     probe_md = ""
     if probes:
-        try:
-            from maevae.evaluate.suite import probe_section, run_probes
-        except ImportError:  # the representation suite is optional
-            run_probes = None
-        if run_probes is not None:
-            for label in PRESETS:
-                run_probes(out_dir / label.lower(), None, device, latent="mu", runs=3,
-                           labels="100,all", progress=progress, log=log)
-            probe_md = probe_section([(label, out_dir / label.lower()) for label in PRESETS])
+        from maevae.evaluate.suite import probe_section, run_probes
+
+        for label in PRESETS:
+            run_probes(out_dir / label.lower(), None, device, latent="mu", runs=3,
+                       labels="100,all", progress=progress, log=log)
+        probe_md = probe_section([(label, out_dir / label.lower()) for label in PRESETS])
     report = render_report(results, probe_md, time.time() - start)
     atomic_write_text(out_dir / "report.md", report)
     atomic_write_text(out_dir / "summary.json", json.dumps(results, indent=2, default=str))
