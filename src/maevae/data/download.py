@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from maevae.errors import DataError
+from maevae.fsutil import fsync_dir
 
 DEFAULT_TIMEOUT = 20.0
 _CHUNK = 1 << 20
@@ -33,19 +34,6 @@ def file_digest(path: str | Path, algorithm: str = "md5") -> str:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _fetch(url: str, dest: Path, md5: str | None, sha256: str | None,
@@ -75,7 +63,7 @@ def _fetch(url: str, dest: Path, md5: str | None, sha256: str | None,
                 raise _ChecksumMismatch(str(exc)) from None
         os.chmod(tmp, 0o644)  # mkstemp creates 0600
         os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
     finally:
         if tmp.exists():
             tmp.unlink()

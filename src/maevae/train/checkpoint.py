@@ -33,25 +33,13 @@ from safetensors.torch import save as st_save
 
 from maevae import RUN_FORMAT_VERSION, __version__
 from maevae.errors import CheckpointError
+from maevae.fsutil import fsync_dir
 
 CKPT_PREFIX = "step-"
 
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 SELF_SUM = "json_sha256"
@@ -97,7 +85,7 @@ def atomic_write_text(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
         raise CheckpointError(f"cannot write {path}: {e.strerror or e}; check free disk space "
                               "and permissions") from None
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def tensors_to_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
@@ -245,12 +233,12 @@ class RunDir:
                 sums[f"{name}.safetensors"] = sha256_bytes(data)
             body = signed_json({**state, "step": step, "sha256": sums})
             write_bytes_durable(tmp / "state.json", body)
-            _fsync_dir(tmp)
+            fsync_dir(tmp)
             if final.exists():  # re-saving a step: move the old copy aside, never delete first
                 shutil.rmtree(old, ignore_errors=True)
                 os.rename(final, old)
             os.rename(tmp, final)
-            _fsync_dir(self.ckpt_dir)
+            fsync_dir(self.ckpt_dir)
             shutil.rmtree(old, ignore_errors=True)
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -364,12 +352,12 @@ class RunDir:
             write_bytes_durable(tmp / "model.safetensors", data)
             body = signed_json({**meta, "sha256": sha256_bytes(data)})
             write_bytes_durable(tmp / "meta.json", body)
-            _fsync_dir(tmp)
+            fsync_dir(tmp)
             if self.best_dir.exists():
                 os.rename(self.best_dir, old)
             os.rename(tmp, self.best_dir)
             shutil.rmtree(old, ignore_errors=True)
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
         except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
             if old.exists() and not self.best_dir.exists():
