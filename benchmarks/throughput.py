@@ -212,6 +212,15 @@ def count_flops(fn, model) -> tuple[float, float]:
 # ---------------------------------------------------------------------------------------
 # memory probe (K = 4096) in a fresh process so that earlier peaks do not hide it
 def _max_rss_bytes() -> int:
+    """Peak resident memory of this process (Linux: VmHWM, which, unlike ``ru_maxrss``, does
+    not inherit the parent's peak across fork + exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss if sys.platform == "darwin" else rss * 1024
 
@@ -238,7 +247,7 @@ def memory_probe(args) -> dict:
     return {"variant": v.name, "k": args.k_mem, "chunk": args.chunk,
             "peak_delta_gib": max(peak - base, 0) / 2**30, "peak_gib": peak / 2**30,
             "method": "cuda.max_memory_allocated" if device.type == "cuda"
-            else "ru_maxrss growth (fresh process)", "wall_s": wall,
+            else "peak RSS (VmHWM) of a fresh process", "wall_s": wall,
             "samples_per_s": args.k_mem / wall}
 
 
@@ -361,7 +370,8 @@ def bench_one(args, decoder: str, dtype: str, variants: list[Variant], device) -
             entry[what] = e
 
     # bf16 vs fp32 NLL on the same image and the same z samples (fast variant if present)
-    v = next((v for v in variants if not v.compile and v.impl == "causal"), variants[0])
+    v = next((v for v in variants if v.name == "fast"),
+             next((v for v in variants if not v.compile and v.impl == "causal"), variants[0]))
     with variant_settings(v):
         r32 = is_pass(model, x1, args.k, args.chunk, "fp32", v.fold)
         r16 = is_pass(model, x1, args.k, args.chunk, "bf16", v.fold)
@@ -380,7 +390,7 @@ def print_table(result: dict) -> None:
           f"torch {m['torch']}, {m['threads']} threads, device {result['device']}")
     print(f"# loadavg at start {m['loadavg_start']}, at end {result.get('loadavg_end')}")
     p = result["peak"]
-    print(f"# peak matmul 4096^3: fp32 {p['fp32_gflop_s']:.0f} GFLOP/s, "
+    print(f"# peak matmul {p.get('matmul_n', 4096)}^3: fp32 {p['fp32_gflop_s']:.0f} GFLOP/s, "
           f"bf16 {p['bf16_gflop_s']:.0f} GFLOP/s")
     for run in result["runs"]:
         f = run["flops"]
@@ -463,14 +473,18 @@ def main(argv=None) -> dict:
         return {}
     import torch._dynamo.config as dynamo_config
 
-    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
+    for name in ("recompile_limit", "cache_size_limit"):  # variants x dtypes x grad modes
+        if hasattr(dynamo_config, name):
+            setattr(dynamo_config, name, max(getattr(dynamo_config, name), 64))
+            break
     device = torch.device(args.device)
     variants = [VARIANTS[n] for n in args.variants.split(",")]
     result = {"device": args.device, "k": args.k, "chunk": args.chunk, "steps": args.steps,
               "batch": BATCH, "malloc": args.malloc, "machine": machine_info(device),
               "argv": sys.argv[1:] if argv is None else list(argv)}
-    result["peak"] = {"fp32_gflop_s": matmul_peak(device, torch.float32),
-                      "bf16_gflop_s": matmul_peak(device, torch.bfloat16)}
+    n = 8192 if device.type == "cuda" else 4096
+    result["peak"] = {"matmul_n": n, "fp32_gflop_s": matmul_peak(device, torch.float32, n),
+                      "bf16_gflop_s": matmul_peak(device, torch.bfloat16, n)}
     decoders = ["small", "large"] if args.decoder == "both" else [args.decoder]
     dtypes = ["fp32", "bf16"] if args.dtype == "both" else [args.dtype]
     result["runs"] = []
