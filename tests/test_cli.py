@@ -19,7 +19,7 @@ def _run(argv, capsys):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run = tmp_path_factory.mktemp("cli") / "run"
-    main(["train", "tiny/test", "--out", str(run), *FAST])
+    main(["train", "tiny/test", "--out", str(run), "--compile", "never", *FAST])
     return run
 
 
@@ -31,6 +31,8 @@ def test_train_eval_sample_reconstruct(trained, capsys):
     for key in ("nll", "nll_stderr", "elbo", "recon", "kl", "mpd", "std"):
         assert isinstance(ev[key], float)
     assert ev["nll_samples"] == 4 and ev["nll_images"] == 6 and ev["test_copies"] == 1
+    assert ev["compiled"] is False  # eval.compile=auto: 24 samples are far below the threshold
+    assert "compile: never" in (trained / "config.yaml").read_text()  # train --compile
     assert ev["elbo"] == pytest.approx(ev["recon"] + ev["kl"])
     main(["sample", str(trained), "-n", "4"])
     main(["reconstruct", str(trained), "-n", "4"])
@@ -59,6 +61,8 @@ def test_resume_of_a_finished_run_does_nothing(trained, capsys):
     (["eval", "{tmp}", "--nll-samples", "0"], "--nll-samples 0"),
     (["eval", "{tmp}/nothing"], "does not exist"),
     (["train", "tiny/test"], "needs CONFIG and --out"),
+    (["train", "--resume", "{run}", "--precision", "bf16"], "keeps the run's seed and precision"),
+    (["train", "tiny/test", "--out", "{tmp}/a", "--set", "train.compile=yes"], "train.compile"),
 ])
 def test_bad_input_is_one_line_with_exit_code_2(argv, needle, trained, tmp_path, capsys):
     before = (trained / "config.yaml").read_text()

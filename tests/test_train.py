@@ -56,6 +56,27 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, digits):
     assert [r["elbo"] for r in va] == [r["elbo"] for r in vr]
 
 
+def test_trainer_uses_fused_adam_and_compiles_only_long_runs(tmp_path, digits, monkeypatch):
+    from maevae.evaluate import precision as prec
+
+    monkeypatch.setattr(prec, "compile_unavailable", lambda device: None)
+    short = _trainer(tmp_path, "short", digits)  # 2 epochs of 1340 // 20 = 67 steps
+    assert short.planned_steps() == 134
+    short.initialize()
+    assert short.opt.defaults["fused"] is True
+    assert short.model.decoder.core._compiled_call_impl is None  # auto: too short to pay back
+    long = _trainer(tmp_path, "long", digits, ["train.max_epochs=100"])
+    assert long.planned_steps() == 6700
+    old = torch._dynamo.config.suppress_errors
+    try:  # auto, 6700 >= 5000 planned steps: compiled (lazily, at the first step)
+        long.initialize()
+    finally:
+        torch._dynamo.config.suppress_errors = old
+    assert long.model.decoder.core._compiled_call_impl is not None
+    capped = _trainer(tmp_path, "capped", digits, ["train.max_epochs=100", "train.max_steps=10"])
+    assert capped.planned_steps() == 10
+
+
 def test_non_finite_steps_are_skipped_counted_and_stop_training(tmp_path, digits, monkeypatch):
     tr = _trainer(tmp_path, "nan", digits, ["train.max_nonfinite=3"])
     tr.initialize()

@@ -107,6 +107,8 @@ class TrainConfig:
     precision: Literal["fp32", "bf16"] = "fp32"
     log_every: int = 50
     num_threads: int = 0  # torch CPU threads; 0 = torch default
+    # torch.compile of the PixelCNN core: auto = when the run is planned for >= 5000 steps
+    compile: Literal["auto", "always", "never"] = "auto"
 
 
 @dataclass
@@ -115,6 +117,8 @@ class EvalConfig:
     nll_chunk: int = 512  # importance samples per decoder pass
     precision: Literal["fp32", "bf16"] = "fp32"
     max_images: int | None = None  # evaluate the IS-NLL on the first N test images only
+    # torch.compile of the PixelCNN core: auto = when the IS-NLL has >= 2^18 samples in all
+    compile: Literal["auto", "always", "never"] = "auto"
 
 
 @dataclass

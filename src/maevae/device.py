@@ -27,3 +27,13 @@ def autocast(device: torch.device, precision: str):
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return torch.autocast(device_type=device.type, enabled=False)
+
+
+def full_precision(device: torch.device | str):
+    """A region that runs in fp32 even inside a bf16 autocast (cast inputs with at_least_fp32)."""
+    return torch.autocast(device_type=torch.device(device).type, enabled=False)
+
+
+def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    """bf16 / fp16 -> fp32; fp32 and fp64 unchanged."""
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t

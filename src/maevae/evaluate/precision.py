@@ -21,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import importlib.util
+import shutil
 import sys
 from typing import Literal
 
@@ -98,13 +100,54 @@ def compile_decoder(model: nn.Module, **compile_kwargs) -> nn.Module:
 
     Compiling takes about 0.5-2 minutes on the 2-core CPU (cached on disk by Inductor
     afterwards) and then saves ~20% of a training step and ~40-50% of an IS-likelihood
-    pass (BENCHMARKS.md). Returns the model.
+    pass (BENCHMARKS.md). Returns the model. State-dict keys do not change.
     """
     decoder = getattr(model, "decoder", model)
     core = getattr(decoder, "core", None)
     if core is not None:
         core.compile(**compile_kwargs)
     return model
+
+
+def compile_unavailable(device: torch.device | str) -> str | None:
+    """Why ``torch.compile`` cannot run here (no C++ compiler / no Triton), else None."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+            return "no C++ compiler (g++/c++/clang++) on PATH, which Inductor needs on CPU"
+    elif device.type == "cuda" and importlib.util.find_spec("triton") is None:
+        return "Triton is not installed"
+    elif device.type not in ("cpu", "cuda"):
+        return f"not tried on {device.type!r}"
+    return None
+
+
+def maybe_compile_decoder(model: nn.Module, setting: str, work: int, threshold: int,
+                          device: torch.device | str, warn=None) -> bool:
+    """Apply a ``compile: auto | always | never`` setting; returns whether it compiled.
+
+    ``auto`` compiles when ``work`` (planned steps, or IS samples) reaches ``threshold``,
+    i.e. when the 1-2 minutes of compiling pay back. Where compiling cannot work the run
+    goes on eagerly (with a warning for ``always``); errors during compilation fall back
+    to eager execution too (``torch._dynamo.config.suppress_errors``).
+    """
+    if setting not in ("auto", "always", "never"):
+        raise ValueError(f"compile must be auto, always or never, got {setting!r}")
+    decoder = getattr(model, "decoder", model)
+    if setting == "never" or getattr(decoder, "core", None) is None:
+        return False
+    if setting == "auto" and work < threshold:
+        return False
+    why = compile_unavailable(device)
+    if why is not None:
+        if setting == "always" and warn is not None:
+            warn(f"compile=always but {why}; running without torch.compile")
+        return False
+    import torch._dynamo
+
+    torch._dynamo.config.suppress_errors = True
+    compile_decoder(model)
+    return True
 
 
 # glibc mallopt parameters (malloc.h)

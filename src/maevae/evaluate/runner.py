@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from maevae.data import ImageSplits, load_dataset
 from maevae.device import autocast
 from maevae.errors import ConfigError
 from maevae.evaluate.likelihood import bits_per_dim, importance_sampled_batch, iterate_batches
+from maevae.evaluate.precision import maybe_compile_decoder
 from maevae.evaluate.statistics import batch_statistics
 from maevae.models.vae import VAE, build_model
 from maevae.train.checkpoint import (
@@ -87,6 +89,11 @@ def load_trained_model(run: RunDir, cfg: RunConfig, device: torch.device) -> tup
                           "restore the original config.yaml") from None
     model.eval()
     return model, best
+
+
+# eval.compile=auto compiles evaluations with this many importance samples in all (64 images
+# at K = 4096): compiling costs 0.5-1 minute on CPU and saves ~0.6 s per 512 samples
+COMPILE_AFTER_SAMPLES = 2**18
 
 
 def _settings_key(cfg: RunConfig, k: int, n_images: int, precision: str, best: dict) -> str:
@@ -164,7 +171,8 @@ def _remove_partials(run: RunDir, keep: str | None = None) -> None:
 
 def evaluate_run(run_dir: str | Path, data_root: str | None, device: torch.device,
                  nll_samples: int | None = None, precision: str | None = None,
-                 max_images: int | None = None, progress: bool = True, log=print) -> dict:
+                 max_images: int | None = None, progress: bool = True, log=print,
+                 compile: str | None = None) -> dict:
     run = RunDir(run_dir)
     cfg = load_run_config(run)
     if cfg.train.num_threads:
@@ -186,6 +194,12 @@ def evaluate_run(run_dir: str | Path, data_root: str | None, device: torch.devic
                              g, precision)
     t_stats = time.time() - t0
     x_nll = x_all
+    compiled = maybe_compile_decoder(model, compile or cfg.eval.compile, x_nll.shape[0] * k,
+                                     COMPILE_AFTER_SAMPLES, device,
+                                     lambda m: print(f"maevae: warning: {m}", file=sys.stderr))
+    if compiled:
+        log("compiling the PixelCNN core with torch.compile (eval.compile="
+            f"{compile or cfg.eval.compile}); the first pass takes about a minute")
     t0 = time.time()
     res = importance_sampled_test_nll(run, model, x_nll, cfg, k, precision, best, progress)
     t_nll = time.time() - t0
@@ -205,7 +219,7 @@ def evaluate_run(run_dir: str | Path, data_root: str | None, device: torch.devic
         "test_copies": copies, "test_images": int(len(data.test_x)),
         "stat_images": int(x_all.shape[0]), "stat_posterior_samples":
             cfg.objective.kl_samples_eval, "stat_batch": cfg.train.eval_batch,
-        "precision": precision, "best_epoch": best.get("epoch"),
+        "precision": precision, "compiled": compiled, "best_epoch": best.get("epoch"),
         "dataset": data.name, "data_notes": data.notes,
         "seconds": {"statistics": round(t_stats, 2), "nll": round(t_nll, 2)},
     }
