@@ -78,11 +78,14 @@ class Variant:
     channels_last: bool = True
     fold: bool = True
     compile: bool = False
+    fused_adam: bool = True
 
 
 VARIANTS = {
-    "reference": Variant("reference", impl="masked", channels_last=False, fold=False),
-    "masked_cl": Variant("masked_cl", impl="masked", channels_last=True, fold=False),
+    "reference": Variant("reference", impl="masked", channels_last=False, fold=False,
+                         fused_adam=False),
+    "masked_cl": Variant("masked_cl", impl="masked", channels_last=True, fold=False,
+                         fused_adam=False),
     "fast": Variant("fast"),
     "fast_nofold": Variant("fast_nofold", fold=False),
     "compiled": Variant("compiled", compile=True),
@@ -141,12 +144,18 @@ def variant_settings(v: Variant):
 
 
 class Trainer:
-    """One Adam step as specified (no EMA, constant LR)."""
+    """One Adam step as specified (no EMA, constant LR); ``fused``: the fused Adam kernel
+    (what maevae's trainer uses) or the per-parameter loop (the authors' code)."""
 
     def __init__(self, model, x, dtype: str, objective: ObjectiveConfig):
         self.model, self.x, self.dtype, self.objective = model, x, dtype, objective
-        self.opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        self.opts = {f: torch.optim.Adam(model.parameters(), lr=1e-3, fused=f or None)
+                     for f in (False, True)}
+        self.opt = self.opts[False]
         self.dims = x[0].numel()
+
+    def use_fused(self, fused: bool) -> None:
+        self.opt = self.opts[fused]
 
     def step(self) -> None:
         model = self.model
@@ -298,6 +307,15 @@ def bench_one(args, decoder: str, dtype: str, variants: list[Variant], device) -
     objective = ObjectiveConfig(eta=1.0, gamma=0.5)
     trainer = Trainer(model, x, dtype, objective)
     x1 = x[:1]
+    # every timed step starts from the DDI weights: 4+ steps on random data with eta = 1
+    # can diverge (loss NaN), and NaN arithmetic would be timed then
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def reset() -> None:
+        with torch.no_grad():
+            for k, v in model.state_dict().items():
+                v.copy_(initial[k])
+
     eager_core = model.decoder.core
     compiled_core = None
     out: dict = {"decoder": decoder, "dtype": dtype, "variants": {}}
@@ -313,6 +331,7 @@ def bench_one(args, decoder: str, dtype: str, variants: list[Variant], device) -
 
     def use(v: Variant):
         nonlocal compiled_core
+        trainer.use_fused(v.fused_adam)
         if v.compile and compiled_core is None:
             compiled_core = torch.compile(eager_core)
         model.decoder.core = compiled_core if v.compile else eager_core
@@ -322,6 +341,7 @@ def bench_one(args, decoder: str, dtype: str, variants: list[Variant], device) -
         if v.compile:
             use(v)
             with variant_settings(v):
+                reset()
                 w1, _ = _timed(trainer.step, device)
                 w2, _ = _timed(lambda v=v: is_pass(model, x1, args.k, args.chunk, dtype, v.fold),
                                device)
@@ -333,6 +353,7 @@ def bench_one(args, decoder: str, dtype: str, variants: list[Variant], device) -
         for v in variants:
             use(v)
             with variant_settings(v):
+                reset()
                 t = _timed(trainer.step, device)
                 if r:
                     times[(v.name, "train")].append(t)
@@ -372,6 +393,7 @@ def bench_one(args, decoder: str, dtype: str, variants: list[Variant], device) -
     # bf16 vs fp32 NLL on the same image and the same z samples (fast variant if present)
     v = next((v for v in variants if v.name == "fast"),
              next((v for v in variants if not v.compile and v.impl == "causal"), variants[0]))
+    reset()
     with variant_settings(v):
         r32 = is_pass(model, x1, args.k, args.chunk, "fp32", v.fold)
         r16 = is_pass(model, x1, args.k, args.chunk, "bf16", v.fold)
