@@ -193,7 +193,8 @@ def label_subset(labels, n, rng=None, balanced: bool = True) -> np.ndarray:
         if quota > members.size:
             raise MaevaeError(
                 f"a balanced budget of {n} needs {quota} examples of class {c.item()!r} but there "
-                f"are only {members.size}: use a smaller budget or balanced=False"
+                f"are only {members.size}: use a smaller budget, or uniform draws "
+                "(maevae eval --uniform-labels; balanced=False in Python)"
             )
         if quota:
             picked.append(rng.choice(members, size=quota, replace=False))
