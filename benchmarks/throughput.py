@@ -309,12 +309,13 @@ def bench_one(args, decoder: str, dtype: str, variants: list[Variant], device) -
     x1 = x[:1]
     # every timed step starts from the DDI weights: 4+ steps on random data with eta = 1
     # can diverge (loss NaN), and NaN arithmetic would be timed then
-    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    # (state-dict tensors share storage with the parameters; the compiled core renames keys)
+    initial = [(v, v.clone()) for v in model.state_dict().values()]
 
     def reset() -> None:
         with torch.no_grad():
-            for k, v in model.state_dict().items():
-                v.copy_(initial[k])
+            for v, v0 in initial:
+                v.copy_(v0)
 
     eager_core = model.decoder.core
     compiled_core = None

@@ -173,3 +173,33 @@ def test_metrics_and_best_written(tmp_path, digits):
     assert {"train", "val"} <= {r["kind"] for r in rows}
     _, meta = tr.run.load_best()
     assert meta["epoch"] == 0
+
+
+def test_compiled_run_resumes_bit_identically(tmp_path, digits):
+    """train.compile=always (torch.compile of the PixelCNN core): a run interrupted at step 13
+    and resumed (compiling again) ends with exactly the weights of an uninterrupted one."""
+    from maevae.evaluate.precision import compile_unavailable
+
+    if compile_unavailable("cpu"):
+        pytest.skip(compile_unavailable("cpu"))
+    old = torch._dynamo.config.suppress_errors
+    sets = ["train.max_steps=30", "train.compile=always"]
+    try:
+        ref = _trainer(tmp_path, "cref", digits, sets)
+        ref.initialize()
+        ref.fit()
+        a = _trainer(tmp_path, "ca", digits, sets)
+        a.initialize()
+        a.save_checkpoint()
+        a.fit(stop_at_step=13)
+        b = Trainer(a.cfg, digits, a.run, torch.device("cpu"), progress=False,
+                    log=lambda *x: None)
+        assert b.resume()
+        b.fit()
+    finally:
+        torch._dynamo.config.suppress_errors = old
+    assert b.model.decoder.core._compiled_call_impl is not None
+    assert b.counters.step == ref.counters.step == 30
+    sb, sr = _state(b), _state(ref)
+    for k in sr:
+        assert torch.equal(sb[k], sr[k]), k
