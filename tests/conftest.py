@@ -20,3 +20,15 @@ def shared_data() -> Path:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def train_tiny_run(path: Path, *sets: str) -> Path:
+    """Train the tiny/test preset into ``path`` through the CLI (one thread, no bars)."""
+    from maevae.cli import main
+
+    args = ["train", "tiny/test", "--out", str(path), "--no-progress",
+            "--set", "train.num_threads=1"]
+    for kv in sets:
+        args += ["--set", kv]
+    main(args)
+    return path

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import train_tiny_run
 from maevae.cli import main as cli_main
 from maevae.errors import CheckpointError
 from maevae.models.vae import VAE
@@ -31,11 +32,8 @@ from maevae.train.checkpoint import RunDir, read_signed_json, signed_json
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """tiny/test, 9 steps, a checkpoint every 3: checkpoints 3, 6, 9 are kept."""
-    path = tmp_path_factory.mktemp("ck") / "run"
-    cli_main(["train", "tiny/test", "--out", str(path), "--no-progress", "--set",
-              "train.num_threads=1", "--set", "train.max_steps=9", "--set",
-              "train.checkpoint_every=3", "--set", "train.log_every=1"])
-    return path
+    return train_tiny_run(tmp_path_factory.mktemp("ck") / "run", "train.max_steps=9",
+                          "train.checkpoint_every=3", "train.log_every=1")
 
 
 @pytest.fixture
@@ -157,9 +155,8 @@ def test_no_checkpoint_at_all_means_a_fresh_start(tmp_path):
 
 def test_keep_last_n_checkpoints(tmp_path):
     out = tmp_path / "k"
-    cli_main(["train", "tiny/test", "--out", str(out), "--no-progress", "--set",
-              "train.num_threads=1", "--set", "train.max_steps=7", "--set",
-              "train.checkpoint_every=1", "--set", "train.keep_checkpoints=2"])
+    train_tiny_run(out, "train.max_steps=7", "train.checkpoint_every=1",
+                   "train.keep_checkpoints=2")
     assert _names(out) == ["step-00000006", "step-00000007"]
 
 
@@ -309,9 +306,7 @@ def test_isolated_non_finite_steps_are_skipped_and_counted(tmp_path, monkeypatch
         return t
 
     monkeypatch.setattr(VAE, "forward", forward)
-    cli_main(["train", "tiny/test", "--out", str(out), "--no-progress", "--set",
-              "train.num_threads=1", "--set", "train.max_nonfinite=2", "--set",
-              "train.log_every=1", "--set", "train.max_steps=12"])
+    train_tiny_run(out, "train.max_nonfinite=2", "train.log_every=1", "train.max_steps=12")
     rows = RunDir(out).read_metrics()
     train = [r for r in rows if r["kind"] == "train"]
     assert [r["step"] for r in train] == [1, 2, 4, 5, 6, 9, 10, 11, 12]

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import train_tiny_run
 from maevae.cli import main as cli_main
 from maevae.train.checkpoint import RunDir, read_signed_json, sha256_bytes, signed_json
 
@@ -55,11 +56,8 @@ def test_the_payload_is_live(tmp_path):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("sec") / "run"
-    cli_main(["train", "tiny/test", "--out", str(path), "--no-progress", "--set",
-              "train.num_threads=1", "--set", "train.max_steps=6", "--set",
-              "train.checkpoint_every=3"])
-    return path
+    return train_tiny_run(tmp_path_factory.mktemp("sec") / "run", "train.max_steps=6",
+                          "train.checkpoint_every=3")
 
 
 @pytest.fixture
