@@ -65,3 +65,56 @@ def test_two_gloo_ranks_match_one_process_on_the_global_batch(tmp_path):
     # the global loss is the mean of the ranks' losses (recon is a per-rank mean)
     mean_loss = sum(r["loss"] for r in ranks) / world
     torch.testing.assert_close(mean_loss, ref.loss.detach().reshape(1), rtol=1e-5, atol=1e-5)
+
+
+def _nan_worker(rank: int, world: int, folder: str) -> None:
+    from maevae.data import load_dataset
+    from maevae.train.checkpoint import RunDir
+    from maevae.train.trainer import Trainer
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank,
+                            world_size=world)
+    try:
+        cfg = load_config("tiny/test")
+        run = RunDir(f"{folder}/run{rank}")
+        run.create("", {"image_shape": [1, 8, 8]})
+        tr = Trainer(cfg, load_dataset("digits"), run, torch.device("cpu"),
+                     DistInfo(rank, world), progress=False, log=lambda *a: None)
+        tr.initialize()
+        real = tr.model.forward
+
+        def poisoned(*args, **kw):  # rank 1's recon is NaN in the first step only
+            t = real(*args, **kw)
+            if rank == 1 and tr.counters.step == 0:
+                t.recon = t.recon * float("nan")
+            return t
+
+        tr.model.forward = poisoned
+        perm = tr._batch_indices(0)
+        first = tr.train_step(perm[:20])
+        second = tr.train_step(perm[20:40])
+        torch.save({"first_skipped": first is None, "second_ok": second is not None,
+                    "skipped": tr.counters.skipped}, f"{folder}/nan{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
+def test_a_non_finite_loss_on_one_rank_skips_the_step_on_every_rank(tmp_path):
+    """Rank 1 alone has a NaN loss: both ranks skip the step (no rank waits in backward's
+    all-reduce for the other) and the next step trains on both."""
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    ctx = mp.spawn(_nan_worker, args=(2, str(tmp_path)), nprocs=2, join=False)
+    done = False
+    for _ in range(120):  # a deadlock would hang forever: give it two minutes
+        if ctx.join(timeout=1):
+            done = True
+            break
+    if not done:
+        for p in ctx.processes:
+            p.terminate()
+    assert done, "the ranks deadlocked on a non-finite loss"
+    for r in range(2):
+        res = torch.load(tmp_path / f"nan{r}.pt")
+        assert res == {"first_skipped": True, "second_ok": True, "skipped": 1}, (r, res)

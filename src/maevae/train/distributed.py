@@ -69,12 +69,28 @@ def all_gather_grad(x: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return _AllGather.apply(x) if info.enabled else x
 
 
-def all_reduce_mean(value: float, info: DistInfo) -> float:
+def all_reduce_mean(values: dict[str, float], info: DistInfo,
+                    device: torch.device | str = "cpu") -> dict[str, float]:
+    """The mean over ranks of each value (one all-reduce); ``values`` unchanged when alone.
+
+    Per-rank means of equal-sized slices average to the global-batch mean, so the logged
+    recon / loss / ELBO are those of the global batch."""
     if not info.enabled:
-        return value
-    t = torch.tensor([value], dtype=torch.float64)
+        return values
+    keys = sorted(values)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(t)
-    return float(t) / info.world
+    return {k: v / info.world for k, v in zip(keys, t.tolist())}
+
+
+def all_ranks(flag: bool, info: DistInfo, device: torch.device | str = "cpu") -> bool:
+    """True when ``flag`` holds on every rank: decisions that change the collective calls
+    (e.g. skipping backward on a non-finite loss) must be taken by all ranks alike."""
+    if not info.enabled:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item() > 0)
 
 
 def barrier(info: DistInfo) -> None:

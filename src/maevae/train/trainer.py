@@ -13,6 +13,7 @@ processes — continues exactly as an uninterrupted run.
 
 from __future__ import annotations
 
+import inspect
 import math
 import sys
 import time
@@ -30,7 +31,7 @@ from maevae.evaluate.statistics import batch_statistics
 from maevae.models.vae import VAE, build_model
 from maevae.objectives import LossTerms, mae_loss
 from maevae.train.checkpoint import RunDir, optimizer_from_tensors, optimizer_to_tensors
-from maevae.train.distributed import DistInfo, all_gather_grad
+from maevae.train.distributed import DistInfo, all_gather_grad, all_ranks, all_reduce_mean
 from maevae.train.ema import EMA
 from maevae.train.inputs import data_dims, evaluation_inputs, redraw_dynamic, training_inputs
 from maevae.train.schedule import Schedule
@@ -144,8 +145,11 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp = DistributedDataParallel(self.model, device_ids=ids,
-                                               broadcast_buffers=False)
+            # the buffers (masks) are constants, equal on every rank: no sync per forward
+            params = inspect.signature(DistributedDataParallel.__init__).parameters
+            no_sync = "forward_sync_buffers" if "forward_sync_buffers" in params \
+                else "broadcast_buffers"  # torch < 2.13
+            self.ddp = DistributedDataParallel(self.model, device_ids=ids, **{no_sync: False})
 
     def initialize(self) -> None:
         """Fresh start: data-dependent init on ``init_batch`` training images, EMA, Adam."""
@@ -233,7 +237,8 @@ class Trainer:
         lt = compute_loss(self.ddp or self.model, x, eps, cfg, self.dims, self.dist)
         self.opt.zero_grad(set_to_none=True)
         loss = lt.loss
-        lt_finite = bool(torch.isfinite(loss))
+        # one rank's non-finite recon must make every rank skip (else DDP's backward hangs)
+        lt_finite = all_ranks(bool(torch.isfinite(loss)), self.dist, self.device)
         if lt_finite:
             loss.backward()
         params = [p for p in self.model.parameters() if p.grad is not None]
@@ -257,7 +262,7 @@ class Trainer:
         self.opt.step()
         self.schedule.step()
         self.ema.update(self.model)
-        out = lt.scalars()
+        out = all_reduce_mean(lt.scalars(), self.dist, self.device)  # global-batch values
         out.update(grad_norm=norm, lr=lr)
         return out
 
