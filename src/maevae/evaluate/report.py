@@ -338,6 +338,19 @@ def render_run_report(
     return "\n".join(out).rstrip() + "\n"
 
 
+def _runs_and_paper_entries(runs, paper_keys, empty: str) -> tuple[list, list]:
+    """(runs as a list, the paper entry of each run or None), checking the two line up."""
+    runs = list(runs)
+    if not runs:
+        raise MaevaeError(f"{empty}: pass at least one (name, eval dict) pair")
+    keys = [None] * len(runs) if paper_keys is None else list(paper_keys)
+    if len(keys) != len(runs):
+        raise MaevaeError(
+            f"{len(runs)} runs but {len(keys)} paper keys: give one key (or None) per run"
+        )
+    return runs, [None if k is None else paper_entry(k) for k in keys]
+
+
 def render_comparison(
     runs: Sequence[tuple[str, Mapping]],
     paper_keys: Sequence[str | None] | None = None,
@@ -349,15 +362,7 @@ def render_comparison(
     gets a paper row only where the paper has one (e.g. Table 4 exists for MNIST only;
     OMNIGLOT rows show Table 1's NLL and KL).
     """
-    runs = list(runs)
-    if not runs:
-        raise MaevaeError("nothing to compare: pass at least one (name, eval dict) pair")
-    keys = [None] * len(runs) if paper_keys is None else list(paper_keys)
-    if len(keys) != len(runs):
-        raise MaevaeError(
-            f"{len(runs)} runs but {len(keys)} paper keys: give one key (or None) per run"
-        )
-    entries = [None if k is None else paper_entry(k) for k in keys]
+    runs, entries = _runs_and_paper_entries(runs, paper_keys, "nothing to compare")
     with_bpd = any(_is_num(ev.get("bits_per_dim")) for _, ev in runs) or any(
         e is not None and "table3" in e for e in entries)
 
@@ -414,15 +419,7 @@ def render_representation_tables(
     the latent diagnostics. ``paper_keys`` as in :func:`render_comparison` (paper rows are
     added to the Table 2 and Table 5 layouts only, marked "(paper)").
     """
-    runs = list(runs)
-    if not runs:
-        raise MaevaeError("no runs to tabulate: pass at least one (name, eval dict) pair")
-    keys = [None] * len(runs) if paper_keys is None else list(paper_keys)
-    if len(keys) != len(runs):
-        raise MaevaeError(
-            f"{len(runs)} runs but {len(keys)} paper keys: give one key (or None) per run"
-        )
-    entries = [None if k is None else paper_entry(k) for k in keys]
+    runs, entries = _runs_and_paper_entries(runs, paper_keys, "no runs to tabulate")
     hashes = "#" * max(1, int(level))
 
     def rows(own, paper) -> list[list[str]]:
