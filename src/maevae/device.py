@@ -26,7 +26,7 @@ def autocast(device: torch.device, precision: str):
     """bf16 autocast (AMX on CPU, tensor cores on GPU) or a disabled context for fp32."""
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return torch.autocast(device_type=device.type, enabled=False)
+    return full_precision(device)
 
 
 def full_precision(device: torch.device | str):

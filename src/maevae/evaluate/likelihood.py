@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from maevae.device import full_precision
 from maevae.models.vae import VAE
 
 
@@ -84,7 +85,7 @@ def importance_sampled_batch(model: VAE, x: torch.Tensor, k: int, chunk: int = 5
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
     if dtype is None:
-        return torch.autocast(device_type=device.type, enabled=False)
+        return full_precision(device)
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 

@@ -29,6 +29,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from maevae.device import autocast
 from maevae.nn.weightnorm import fold_weight_norm, weight_norm_layers
 
 Precision = Literal["fp32", "bf16"]
@@ -47,7 +48,8 @@ def autocast_dtype(precision: Precision) -> torch.dtype | None:
 
 
 def autocast_context(device: torch.device | str, precision: Precision):
-    """Mixed-precision context: bf16 autocast on CPU or CUDA, nothing for fp32.
+    """Mixed-precision context: bf16 autocast on CPU or CUDA; fp32 turns autocast off
+    (also inside an outer autocast). Validates its arguments, then :func:`maevae.device.autocast`.
 
     Inside it, convolutions and matmuls run in bf16 (CPU: AMX/AVX-512-BF16 via oneDNN;
     CUDA: tensor cores); reductions that autocast keeps in fp32 stay fp32. Use it around
@@ -55,11 +57,9 @@ def autocast_context(device: torch.device | str, precision: Precision):
     """
     _check(precision)
     device = torch.device(device)
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if device.type not in ("cpu", "cuda"):
+    if precision == "bf16" and device.type not in ("cpu", "cuda"):
         raise ValueError(f"bf16 autocast is supported on cpu and cuda, not {device.type!r}")
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return autocast(device, precision)
 
 
 def fold_for_eval(model: nn.Module) -> nn.Module:
