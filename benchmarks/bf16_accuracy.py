@@ -23,12 +23,12 @@ import time
 
 import torch
 
+from maevae import device as prec
+from maevae.data.transforms import evaluation_inputs, redraw_dynamic
 from maevae.errors import MaevaeError
-from maevae.evaluate import precision as prec
 from maevae.evaluate.likelihood import importance_sampled_batch, iterate_batches
-from maevae.evaluate.runner import load_run_config, load_run_data, load_trained_model
-from maevae.train.checkpoint import RunDir
-from maevae.train.inputs import evaluation_inputs, redraw_dynamic
+from maevae.runs.directory import RunDir
+from maevae.runs.load import load_run_config, load_run_data, load_trained_model
 
 
 def nll_per_image(model, x, k: int, chunk: int, dtype, seed: int) -> tuple[torch.Tensor, ...]:

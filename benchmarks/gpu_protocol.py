@@ -40,14 +40,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from maevae import device as prec
 from maevae.config import RunConfig, load_config
 from maevae.data import ImageSplits, load_dataset
+from maevae.data.transforms import evaluation_inputs
 from maevae.errors import MaevaeError
-from maevae.evaluate import precision as prec
 from maevae.evaluate.likelihood import importance_sampled_batch, iterate_batches
-from maevae.train.checkpoint import RunDir
+from maevae.runs.directory import RunDir
 from maevae.train.distributed import DistInfo
-from maevae.train.inputs import evaluation_inputs
 from maevae.train.trainer import Trainer
 
 PRESET = "mnist/mae_eta1.0_gamma0.5"

@@ -54,11 +54,12 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from maevae import device as prec
 from maevae.config import ObjectiveConfig, RunConfig
-from maevae.evaluate import precision as prec
 from maevae.evaluate.likelihood import importance_sampled_nll
 from maevae.models.vae import build_model
 from maevae.nn import causal
+from maevae.nn import weightnorm as wn
 from maevae.nn.masked import MaskedConv2d
 from maevae.objectives import mae_loss
 
@@ -173,7 +174,7 @@ class Trainer:
 def is_pass(model, x1, k: int, chunk: int, dtype: str, fold: bool, seed: int = 1):
     g = torch.Generator(device=x1.device).manual_seed(seed)
     model.eval()
-    ctx = prec.folded(model) if fold else contextlib.nullcontext()
+    ctx = wn.folded(model) if fold else contextlib.nullcontext()
     with ctx:
         res = importance_sampled_nll(model, x1, k, chunk, g, prec.autocast_dtype(dtype))
     model.train()

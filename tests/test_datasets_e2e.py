@@ -152,7 +152,7 @@ def test_omniglot_chardata_mat_train_and_eval(tmp_path, capsys):
     assert "omniglot: 40/10/12 train/val/test" in out and "NOT Burda" not in out
     assert "chardata.mat" in ev["data_notes"][0] and "Fortran" in ev["data_notes"][0]
     # the run's data are the fixture's arrays, IWAE orientation (per-image transpose)
-    from maevae.evaluate.runner import load_run_data
+    from maevae.runs.load import load_run_data
 
     cfg = load_config(str(tmp_path / "run" / "config.yaml"))
     data = load_run_data(cfg, str(tmp_path / "data"))
@@ -222,7 +222,7 @@ def test_cifar_format_train_and_eval(tmp_path, capsys, small_colour_decoder):
     assert ev["bits_per_dim"] is not None and 0 < ev["bits_per_dim"] < 20
     np.testing.assert_allclose(ev["bits_per_dim"], ev["nll"] / (3072 * np.log(2)), rtol=1e-9)
     # the reader gives the pickled arrays back exactly (train + val = the five batches)
-    from maevae.evaluate.runner import load_run_data
+    from maevae.runs.load import load_run_data
 
     data = load_run_data(load_config(str(tmp_path / "run" / "config.yaml")),
                          str(tmp_path / "data"))

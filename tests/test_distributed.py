@@ -69,7 +69,7 @@ def test_two_gloo_ranks_match_one_process_on_the_global_batch(tmp_path):
 
 def _nan_worker(rank: int, world: int, folder: str) -> None:
     from maevae.data import load_dataset
-    from maevae.train.checkpoint import RunDir
+    from maevae.runs.directory import RunDir
     from maevae.train.trainer import Trainer
 
     torch.set_num_threads(1)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch.distributed as dist
 
-from maevae.train.checkpoint import RunDir
+from maevae.runs.directory import RunDir
 
 SETS = ["train.max_steps=20", "train.max_epochs=1", "train.checkpoint_every=10",
         "train.keep_checkpoints=5", "train.num_threads=1", "train.log_every=1"]

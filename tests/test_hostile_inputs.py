@@ -27,8 +27,8 @@ import pytest
 import torch
 
 from maevae.cli import main as cli_main
-from maevae.train import checkpoint as ckpt_mod
-from maevae.train.checkpoint import RunDir
+from maevae.runs import files as ckpt_mod
+from maevae.runs.directory import RunDir
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                "t10k-labels-idx1-ubyte")

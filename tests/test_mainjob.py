@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from maevae import mainjob
+from maevae import digits_comparison as mainjob
 from maevae.errors import MaevaeError
 
 

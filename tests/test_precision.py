@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from maevae import device as prec
 from maevae.config import RunConfig
-from maevae.evaluate import precision as prec
 from maevae.models.decoders import PixelCNNDecoder
 from maevae.models.vae import build_model
 from maevae.nn import causal
+from maevae.nn import weightnorm as wn
 from maevae.nn.weightnorm import data_dependent_init
 
 # bf16 autocast vs fp32 log p(x|z) of a DDI-initialised decoder: |diff| per image at most
@@ -34,11 +35,11 @@ def test_fold_gives_identical_outputs(impl):
     with torch.no_grad(), causal.use_impl(impl):
         dec.eval()
         ref = dec.log_prob(x, z)
-        with prec.folded(dec):
-            assert prec.is_folded(dec)
+        with wn.folded(dec):
+            assert wn.is_folded(dec)
             out = dec.log_prob(x, z)
     assert torch.equal(out, ref)
-    assert not prec.is_folded(dec)
+    assert not wn.is_folded(dec)
 
 
 def test_fold_for_eval_on_a_vae_and_unfold():
@@ -51,22 +52,22 @@ def test_fold_for_eval_on_a_vae_and_unfold():
         q = model.encoder(x)
         z = q.mu.unsqueeze(0)
         ref = (model.decoder.log_prob(x, z), model.prior.log_prob(z[0]), q.mu)
-        prec.fold_for_eval(model)
-        assert prec.is_folded(model) and not model.training
+        wn.fold_for_eval(model)
+        assert wn.is_folded(model) and not model.training
         q2 = model.encoder(x)
         out = (model.decoder.log_prob(x, z), model.prior.log_prob(z[0]), q2.mu)
     for a, b in zip(out, ref):
         assert torch.equal(a, b)
-    prec.unfold(model)
-    assert not prec.is_folded(model)
+    wn.unfold(model)
+    assert not wn.is_folded(model)
 
 
 def test_folded_context_restores_training_mode():
     dec, x, z = _decoder()
     dec.train()
-    with prec.folded(dec):
+    with wn.folded(dec):
         assert not dec.training
-    assert dec.training and not prec.is_folded(dec)
+    assert dec.training and not wn.is_folded(dec)
 
 
 @pytest.mark.parametrize("impl", ["masked", "causal"])

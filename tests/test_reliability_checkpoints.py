@@ -26,7 +26,8 @@ from conftest import train_tiny_run
 from maevae.cli import main as cli_main
 from maevae.errors import CheckpointError
 from maevae.models.vae import VAE
-from maevae.train.checkpoint import RunDir, read_signed_json, signed_json
+from maevae.runs.directory import RunDir
+from maevae.runs.files import read_signed_json, signed_json
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from maevae.cli import main as cli_main
-from maevae.evaluate import runner
+from maevae.evaluate import nll as runner
 
 
 class Interrupted(Exception):
@@ -121,7 +121,7 @@ def test_forged_partial_results_are_refused(trained, tmp_path, monkeypatch):
     """A pickle with a matching checksum in eval_partial.json is not loaded (nor run)."""
     import pickle
 
-    from maevae.train.checkpoint import sha256_bytes
+    from maevae.runs.files import sha256_bytes
 
     run = tmp_path / "run"
     shutil.copytree(trained, run)

@@ -20,7 +20,8 @@ import torch
 
 from conftest import train_tiny_run
 from maevae.cli import main as cli_main
-from maevae.train.checkpoint import RunDir, read_signed_json, sha256_bytes, signed_json
+from maevae.runs.directory import RunDir
+from maevae.runs.files import read_signed_json, sha256_bytes, signed_json
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "maevae"
 

@@ -14,17 +14,12 @@ import torch
 from maevae.config import dump_yaml, load_config
 from maevae.distributions import DiagGaussian
 from maevae.errors import MaevaeError
-from maevae.evaluate import suite
-from maevae.evaluate.runner import load_run_data
-from maevae.evaluate.suite import (
-    encode_images,
-    model_inputs,
-    parse_label_budgets,
-    run_codes,
-    run_probes,
-)
+from maevae.evaluate import codes as suite
+from maevae.evaluate.codes import encode_images, model_inputs, run_codes
+from maevae.evaluate.representation import parse_label_budgets, run_probes
 from maevae.models.vae import build_model
-from maevae.train.checkpoint import RunDir
+from maevae.runs.directory import RunDir
+from maevae.runs.load import load_run_data
 
 FAST = dict(runs=2, labels="100,all", n_init=2, tsne_iter=250, tsne_points=150, n_samples=4,
             n_recon=4, progress=False, num_threads=1, log=lambda m: None)
@@ -96,7 +91,7 @@ def test_run_probes_writes_eval_json_figures_and_report(probed):
 
 def test_cached_codes_are_the_posterior_means_of_thresholded_images(probed):
     run, _ = probed
-    from maevae.evaluate.runner import load_run_config, load_trained_model
+    from maevae.runs.load import load_run_config, load_trained_model
 
     cfg = load_run_config(run)
     model, _ = load_trained_model(run, cfg, torch.device("cpu"))

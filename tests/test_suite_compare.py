@@ -7,8 +7,8 @@ import pytest
 from maevae.cli import main
 from maevae.config import dump_yaml, load_config
 from maevae.errors import MaevaeError
-from maevae.evaluate.suite import compare_runs, paper_key_for, probe_section
-from maevae.train.checkpoint import RunDir
+from maevae.evaluate.compare import compare_runs, paper_key_for, probe_section
+from maevae.runs.directory import RunDir
 
 
 def stat(mean, std=0.0):

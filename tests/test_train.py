@@ -8,7 +8,7 @@ import torch
 from maevae.config import load_config
 from maevae.data import load_dataset
 from maevae.errors import MaevaeError
-from maevae.train.checkpoint import RunDir
+from maevae.runs.directory import RunDir
 from maevae.train.ema import EMA
 from maevae.train.schedule import Schedule
 from maevae.train.trainer import Trainer, TrainingStopped
@@ -57,7 +57,7 @@ def test_interrupted_and_resumed_run_is_bit_identical(tmp_path, digits):
 
 
 def test_trainer_uses_fused_adam_and_compiles_only_long_runs(tmp_path, digits, monkeypatch):
-    from maevae.evaluate import precision as prec
+    from maevae import device as prec
 
     monkeypatch.setattr(prec, "compile_unavailable", lambda device: None)
     short = _trainer(tmp_path, "short", digits)  # 2 epochs of 1340 // 20 = 67 steps
@@ -178,7 +178,7 @@ def test_metrics_and_best_written(tmp_path, digits):
 def test_compiled_run_resumes_bit_identically(tmp_path, digits):
     """train.compile=always (torch.compile of the PixelCNN core): a run interrupted at step 13
     and resumed (compiling again) ends with exactly the weights of an uninterrupted one."""
-    from maevae.evaluate.precision import compile_unavailable
+    from maevae.device import compile_unavailable
 
     if compile_unavailable("cpu"):
         pytest.skip(compile_unavailable("cpu"))

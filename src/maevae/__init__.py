@@ -3,10 +3,9 @@
 The package is laid out by the parts of the method: ``data`` (datasets and binarization),
 ``nn`` (layers with no probabilistic meaning), ``distributions`` (closed-form densities),
 ``models`` (encoder / decoder / prior and their composition), ``objectives`` (ELBO terms and
-the MAE regularizers), ``train`` and ``evaluate``; ``cli`` is a thin layer over them.
+the MAE regularizers), ``runs`` (a run directory, its checkpoints, loading a trained run),
+``train`` and ``evaluate`` (which build on ``runs`` and never on each other); ``cli`` is a
+thin layer over them.
 """
 
 __version__ = "0.1.0"
-
-# Run directories record this; a run written by an incompatible format is refused on load.
-RUN_FORMAT_VERSION = 1

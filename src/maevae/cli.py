@@ -198,8 +198,8 @@ def image_shape_for(cfg, data_root: str | None = None) -> tuple[int, int, int]:
 def cmd_train(args) -> None:
     from maevae.config import dump_yaml, load_config
     from maevae.device import resolve_device
-    from maevae.evaluate.runner import load_run_config, load_run_data
-    from maevae.train.checkpoint import RunDir
+    from maevae.runs.directory import RunDir
+    from maevae.runs.load import load_run_config, load_run_data
     from maevae.train.distributed import barrier, init_distributed
     from maevae.train.trainer import Trainer
 
@@ -280,7 +280,7 @@ def _sigterm_as_interrupt() -> None:
 
 def cmd_eval(args) -> None:
     from maevae.device import resolve_device
-    from maevae.evaluate.runner import evaluate_run
+    from maevae.evaluate.nll import evaluate_run
 
     if args.nll_samples is not None and args.nll_samples < 1:
         raise MaevaeError(f"--nll-samples {args.nll_samples}: use K >= 1 importance samples")
@@ -289,7 +289,7 @@ def cmd_eval(args) -> None:
     _check_data_root(args.data_root)
     device = resolve_device(args.device)
     if args.probes:  # bad probe options fail before the (long) likelihood evaluation
-        from maevae.evaluate.suite import run_probes, validate_probe_args
+        from maevae.evaluate.representation import run_probes, validate_probe_args
 
         validate_probe_args(args.latent, args.runs, args.labels)
     out = evaluate_run(args.run_dir, args.data_root, device, args.nll_samples, args.precision,
@@ -305,7 +305,7 @@ def cmd_eval(args) -> None:
 def cmd_sample(args) -> None:
     from maevae.device import resolve_device
     from maevae.evaluate.figures import save_image_grid
-    from maevae.evaluate.runner import sample_images
+    from maevae.evaluate.generate import sample_images
 
     if args.n < 1:
         raise MaevaeError(f"-n {args.n}: draw at least one sample")
@@ -321,7 +321,7 @@ def cmd_sample(args) -> None:
 def cmd_reconstruct(args) -> None:
     from maevae.device import resolve_device
     from maevae.evaluate.figures import save_reconstruction_grid
-    from maevae.evaluate.runner import reconstruct_images
+    from maevae.evaluate.generate import reconstruct_images
 
     if args.n < 1:
         raise MaevaeError(f"-n {args.n}: reconstruct at least one image")
@@ -341,13 +341,13 @@ def _check_png(out: Path) -> None:
 
 
 def cmd_run(args) -> None:
-    from maevae.mainjob import main_job
+    from maevae.digits_comparison import main_job
 
     main_job(args.out, device_name=args.device, progress=not args.no_progress)
 
 
 def cmd_compare(args) -> None:
-    from maevae.evaluate.suite import compare_runs
+    from maevae.evaluate.compare import compare_runs
 
     text = compare_runs(args.run_dirs)
     if args.out:
@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.print_help()
         sys.exit(0)
     if args.command in ("train", "eval", "run", "sample", "reconstruct"):
-        from maevae.evaluate.precision import keep_freed_memory
+        from maevae.device import keep_freed_memory
 
         keep_freed_memory()  # glibc keeps freed activations mapped: +45-55% IS samples/s
     try:

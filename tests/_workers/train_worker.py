@@ -17,7 +17,7 @@ import time
 
 
 def _install_slow_write(seconds: float) -> None:
-    from maevae.train import checkpoint
+    from maevae.runs import files as checkpoint
 
     def slow_write_bytes_durable(path, data: bytes) -> None:
         with open(path, "wb") as f:

@@ -168,3 +168,36 @@ def fold_weight_norm(model: nn.Module, enabled: bool = True) -> None:
     for layer in weight_norm_layers(model):
         layer.fold(enabled)
 
+
+# ------------------------------------------------------ folded weights for evaluation
+def fold_for_eval(model: nn.Module) -> nn.Module:
+    """Put ``model`` in eval mode and fold every WN layer's weight into a cached tensor.
+
+    The folded weights are a snapshot: call :func:`unfold` (or use :func:`folded`) before
+    training again or after changing the parameters. Returns the model.
+    """
+    model.eval()
+    fold_weight_norm(model, True)
+    return model
+
+
+def unfold(model: nn.Module) -> nn.Module:
+    fold_weight_norm(model, False)
+    return model
+
+
+def is_folded(model: nn.Module) -> bool:
+    layers = weight_norm_layers(model)
+    return bool(layers) and all(layer._folded is not None for layer in layers)
+
+
+@contextlib.contextmanager
+def folded(model: nn.Module):
+    """``with folded(model): ...`` — eval mode with folded weights, restored on exit."""
+    was_training = model.training
+    fold_for_eval(model)
+    try:
+        yield model
+    finally:
+        unfold(model)
+        model.train(was_training)

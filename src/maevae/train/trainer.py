@@ -24,16 +24,16 @@ from tqdm.auto import tqdm
 
 from maevae.config import RunConfig
 from maevae.data import ImageSplits
-from maevae.device import at_least_fp32, autocast
+from maevae.data.transforms import data_dims, evaluation_inputs, redraw_dynamic, training_inputs
+from maevae.device import at_least_fp32, autocast, maybe_compile_decoder
 from maevae.errors import MaevaeError
-from maevae.evaluate.precision import maybe_compile_decoder
-from maevae.evaluate.statistics import batch_statistics
 from maevae.models.vae import VAE, build_model
 from maevae.objectives import LossTerms, mae_loss
-from maevae.train.checkpoint import RunDir, optimizer_from_tensors, optimizer_to_tensors
+from maevae.runs.directory import RunDir
+from maevae.runs.optimizer_state import optimizer_from_tensors, optimizer_to_tensors
+from maevae.statistics import batch_statistics
 from maevae.train.distributed import DistInfo, all_gather_grad, all_ranks, all_reduce_mean
 from maevae.train.ema import EMA
-from maevae.train.inputs import data_dims, evaluation_inputs, redraw_dynamic, training_inputs
 from maevae.train.schedule import Schedule
 
 # train.compile=auto compiles runs planned this long: compiling costs 1-2 minutes on CPU

@@ -2,13 +2,8 @@
 
 :func:`run_probes` takes a run directory and
 
-1. encodes the training, validation and test images with the best (EMA) model
-   (:func:`run_codes`): ``mu(x)`` of images thresholded at 0.5 by default, or the authors'
-   mean of 50 posterior samples (``latent="mean50"``), or one posterior sample
-   (``latent="sample"``) (SPEC §5.1). 8-bit (colour) models see images scaled to [-1, 1].
-   The codes are cached in the run directory as ``codes-<latent>.safetensors`` with a JSON
-   sidecar keyed by the best model's sha256, the latent mode, the seed and a fingerprint of
-   the images, so re-running the probes skips encoding and a new model re-encodes;
+1. encodes the training, validation and test images with the best (EMA) model, or takes
+   the codes from the run directory's cache (:func:`maevae.evaluate.codes.run_codes`);
 2. clusters the training codes with K-means, K = 10, 20, 30
    (:func:`maevae.evaluate.clustering.clustering_suite`: nearest-training-sample labelling,
    majority vote, Hungarian, NMI, ARI; mean ± std over ``runs`` seeds);
@@ -28,10 +23,6 @@ The "training codes" are, by default, those of the whole training set of the dat
 (``pool="train+val"``: train and validation splits, 60,000 on MNIST as the paper's "all
 (60k)"); ``pool="train"`` uses the training split only. Only the images are encoded: the
 validation split was used for model selection, never its labels.
-
-:func:`compare_runs` puts several evaluated runs side by side in the paper's layouts (with
-the published rows of the matching presets, marked "(paper)"); :func:`probe_section` gives
-the clustering / probe / diagnostics tables of several runs for embedding in another report.
 
 Every run records its own wall times in ``eval.json`` (``probe_timings``) and in the
 "Timings" table of ``report.md``. Measured on real MNIST (60,000 training + 10,000 test
@@ -64,7 +55,6 @@ On scikit-learn's 8x8 digits (1,500 training + 297 test codes) the whole suite t
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -76,43 +66,37 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from maevae.device import autocast, resolve_device
 from maevae.errors import MaevaeError
+from maevae.evaluate import diagnostics as diag
+from maevae.evaluate import figures as F
+from maevae.evaluate.clustering import clustering_suite
+from maevae.evaluate.codes import LATENT_TITLES, LATENTS, _unit, model_inputs, run_codes
+from maevae.evaluate.compare import paper_key_for
+from maevae.evaluate.probes import CLASSIFIERS, label_subset, probe_suite
+from maevae.evaluate.report import render_run_report
+from maevae.runs.directory import RunDir
+from maevae.runs.files import atomic_write_text
+from maevae.runs.load import load_run_config, load_run_data, load_trained_model
+from maevae.runs.results import read_eval_json
 
 __all__ = [
     "DEFAULT_KS",
-    "LATENTS",
-    "compare_runs",
-    "encode_images",
-    "paper_key_for",
     "parse_label_budgets",
-    "probe_section",
-    "run_codes",
     "run_probes",
     "validate_probe_args",
 ]
 
-LATENTS = ("mu", "mean50", "sample")
-LATENT_TITLES = {
-    "mu": "posterior mean mu(x)",
-    "mean50": "mean of 50 posterior samples",
-    "sample": "one posterior sample",
-}
 POOLS = ("train+val", "train")
 DEFAULT_KS = (10, 20, 30)
-MEAN_SAMPLES = 50
-ENCODE_BATCH = 500
-CODES_FORMAT = 1
 FIGURE_FILES = {
     "tsne": "tsne.png",
     "reconstructions": "reconstructions.png",
     "samples": "samples.png",
     "kl_per_dim": "kl_per_dim.png",
 }
-_PAPER_DATASETS = {"mnist": ("mnist",), "omniglot": ("omniglot", "omniglot_mat"),
-                   "cifar10": ("cifar10",)}
 
 
-# ------------------------------------------------------------------------------ arguments
 def parse_label_budgets(labels) -> list:
     """``"100,1000,all"`` (or a sequence) -> ``[100, 1000, "all"]``; duplicates dropped.
 
@@ -180,230 +164,6 @@ def _check_args(latent: str, runs, ks) -> list[int]:
     return out
 
 
-# ------------------------------------------------------------------------------- encoding
-def model_inputs(x_u8: np.ndarray, binarize: bool) -> torch.Tensor:
-    """uint8 [N, C, H, W] -> model input: thresholded at 0.5 (binary) or scaled to [-1, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(x_u8)).float()
-    return (x / 255.0 > 0.5).float() if binarize else x / 127.5 - 1.0
-
-
-def _unit(x: torch.Tensor, binarize: bool) -> np.ndarray:
-    """Model-space images -> floats in [0, 1] for figures."""
-    x = x.detach().float().cpu()
-    return (x if binarize else (x + 1.0) / 2.0).numpy()
-
-
-@torch.no_grad()
-def encode_images(model, x_u8: np.ndarray, binarize: bool, latent: str = "mu",
-                  device: torch.device | None = None, generator: torch.Generator | None = None,
-                  batch: int = ENCODE_BATCH, on_batch: Callable[[int], None] | None = None
-                  ) -> dict[str, torch.Tensor]:
-    """Encode uint8 images [N, C, H, W] in batches; returns float32 CPU tensors.
-
-    ``{"codes": [N, D], "mu": [N, D], "logvar": [N, D]}``. ``codes`` is ``mu`` for
-    ``latent="mu"``, the mean of 50 reparameterised samples of q(z|x) for ``"mean50"``
-    (= mu + sigma * noise / sqrt(50)) and one sample for ``"sample"`` (drawn with
-    ``generator``, which must live on ``device``). ``on_batch(n)`` reports progress.
-    """
-    device = device or next(model.parameters()).device
-    model.eval()
-    out: dict[str, list[torch.Tensor]] = {"codes": [], "mu": [], "logvar": []}
-    for start in range(0, len(x_u8), batch):
-        x = model_inputs(x_u8[start:start + batch], binarize).to(device)
-        q = model.encoder(x)
-        mu, logvar = q.mu.float().flatten(1), q.logvar.float().flatten(1)  # [B, D]
-        if latent == "mu":
-            z = mu
-        else:
-            n = MEAN_SAMPLES if latent == "mean50" else 1
-            eps = torch.randn((n, *mu.shape), generator=generator, device=mu.device)
-            z = (mu + (0.5 * logvar).exp() * eps).mean(0)  # [B, D]
-        out["codes"].append(z.cpu())
-        out["mu"].append(mu.cpu())
-        out["logvar"].append(logvar.cpu())
-        if on_batch is not None:
-            on_batch(x.shape[0])
-    if not out["codes"]:
-        raise MaevaeError("no images to encode: the split is empty")
-    return {k: torch.cat(v) for k, v in out.items()}
-
-
-def _data_fingerprint(data) -> str:
-    h = hashlib.sha256()
-    for part in ("train", "val", "test"):
-        for kind in ("x", "y"):
-            a = getattr(data, f"{part}_{kind}")
-            if a is None:
-                h.update(f"{part}_{kind}:none".encode())
-                continue
-            a = np.ascontiguousarray(a)
-            h.update(f"{part}_{kind}:{a.dtype}:{a.shape}".encode())
-            h.update(memoryview(a).cast("B"))
-    return h.hexdigest()
-
-
-def _cache_paths(run_path: Path, latent: str) -> tuple[Path, Path]:
-    return run_path / f"codes-{latent}.safetensors", run_path / f"codes-{latent}.json"
-
-
-_CODE_NAMES = ("train_codes", "val_codes", "test_codes", "test_mu", "test_logvar")
-
-
-def _read_cache(t_path: Path, j_path: Path, key: dict, sizes: dict[str, int]):
-    """(arrays, reason): arrays when the cache is valid, else None and why it is not."""
-    from safetensors.torch import load as st_load
-
-    from maevae.train.checkpoint import sha256_bytes
-
-    if not t_path.exists() or not j_path.exists():
-        return None, "no cache"
-    try:
-        meta = json.loads(j_path.read_text())
-        old = meta.get("key", {})
-        if old.get("model_sha256") != key["model_sha256"]:
-            return None, "the model changed"
-        if old != key:
-            return None, "the settings or data changed"
-        blob = t_path.read_bytes()
-        if sha256_bytes(blob) != meta.get("sha256"):
-            return None, "the cache file is corrupt"
-        tensors = st_load(blob)
-        arrays = {n: tensors[n].numpy() for n in _CODE_NAMES}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None, "the cache is unreadable"
-    except Exception:  # safetensors raises its own error type for malformed files
-        return None, "the cache is unreadable"
-    for part, n in sizes.items():
-        if arrays[f"{part}_codes"].shape[0] != n:
-            return None, "the cache does not match the data"
-    return (arrays, meta), ""
-
-
-def run_codes(run_dir, data_root: str | None = None, device: torch.device | None = None,
-              latent: str = "mu", progress: bool = True, log: Callable[[str], None] = print,
-              _loaded: tuple | None = None) -> tuple[dict[str, np.ndarray], dict]:
-    """Latent codes of a run's train / val / test images, from the cache when it is valid.
-
-    Returns ``(arrays, info)``: arrays ``train_codes`` [N_train, D], ``val_codes``,
-    ``test_codes``, ``test_mu``, ``test_logvar`` (float32 numpy) and ``info`` = ``{"cached":
-    bool, "encode_s": float, "images": int, "images_per_s": float | None, "file": str,
-    "reason": str}``. The cache (``codes-<latent>.safetensors`` + ``.json`` in the run
-    directory) is valid when the best model's sha256, the latent mode, the seed, the input
-    preprocessing and the images are those it was made from, and the file's sha256 matches.
-    """
-    from maevae.evaluate.runner import load_run_config, load_run_data, load_trained_model
-    from maevae.train.checkpoint import RunDir, atomic_write_text, sha256_bytes, tensors_to_bytes
-
-    if latent not in LATENTS:
-        raise MaevaeError(f"--latent {latent!r}: choose one of {', '.join(LATENTS)}")
-    if _loaded is None:
-        from maevae.device import resolve_device
-
-        device = device or resolve_device("auto")
-        run = RunDir(run_dir)
-        cfg = load_run_config(run)
-        model, best = load_trained_model(run, cfg, device)
-        data = load_run_data(cfg, data_root)
-    else:
-        run, cfg, model, best, data = _loaded
-        device = device or next(model.parameters()).device
-    key = {"format": CODES_FORMAT, "model_sha256": best.get("sha256"), "latent": latent,
-           "inputs": "threshold_0.5" if cfg.data.binarize else "scaled_to_[-1,1]",
-           "seed": int(cfg.seed), "data": _data_fingerprint(data)}
-    t_path, j_path = _cache_paths(run.path, latent)
-    sizes = {"train": len(data.train_x), "val": len(data.val_x), "test": len(data.test_x)}
-    n_images = sum(sizes.values())
-    if key["model_sha256"]:
-        hit, reason = _read_cache(t_path, j_path, key, sizes)
-        if hit is not None:
-            arrays, meta = hit
-            log(f"codes: {n_images} {latent} codes from the cache {t_path.name} (encoded in "
-                f"{meta.get('encode_s', float('nan')):.1f} s when made)")
-            return arrays, {"cached": True, "encode_s": 0.0, "images": n_images,
-                            "images_per_s": None, "file": t_path.name, "reason": "cache valid",
-                            "encode_s_when_made": meta.get("encode_s")}
-    else:
-        reason = "the best model has no sha256"
-    g = torch.Generator(device=device).manual_seed(int(cfg.seed) + 4)
-    bar = tqdm(total=n_images, desc=f"encoding ({latent})", unit="img", disable=not progress,
-               leave=False, dynamic_ncols=True)
-    t0 = time.perf_counter()
-    parts = {}
-    for part in ("train", "val", "test"):
-        x = getattr(data, f"{part}_x")
-        if len(x) == 0:
-            d = model.latent_dim if hasattr(model, "latent_dim") else 0
-            parts[part] = {k: torch.zeros(0, d) for k in ("codes", "mu", "logvar")}
-            continue
-        parts[part] = encode_images(model, x, cfg.data.binarize, latent, device, g,
-                                    on_batch=bar.update)
-    bar.close()
-    seconds = time.perf_counter() - t0
-    tensors = {"train_codes": parts["train"]["codes"], "val_codes": parts["val"]["codes"],
-               "test_codes": parts["test"]["codes"], "test_mu": parts["test"]["mu"],
-               "test_logvar": parts["test"]["logvar"]}
-    rate = n_images / seconds if seconds > 0 else None
-    log(f"codes: encoded {n_images} images ({LATENT_TITLES[latent]}) in {seconds:.1f} s"
-        + (f" ({rate:.0f} images/s)" if rate else "") + f" [{reason}] -> {t_path.name}")
-    if key["model_sha256"]:
-        blob = tensors_to_bytes(tensors)
-        tmp = t_path.with_name(f".{t_path.name}.tmp-{os.getpid()}")
-        try:
-            j_path.unlink(missing_ok=True)
-            tmp.write_bytes(blob)
-            os.replace(tmp, t_path)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise MaevaeError(f"cannot write {t_path}: {e.strerror or e}; check free disk space "
-                              "and permissions") from None
-        atomic_write_text(j_path, json.dumps({"key": key, "sha256": sha256_bytes(blob),
-                                              "encode_s": round(seconds, 3), "sizes": sizes},
-                                             indent=1))
-    arrays = {k: v.numpy() for k, v in tensors.items()}
-    return arrays, {"cached": False, "encode_s": seconds, "images": n_images,
-                    "images_per_s": rate, "file": t_path.name, "reason": reason}
-
-
-# ------------------------------------------------------------------------------ paper keys
-def paper_key_for(cfg) -> str | None:
-    """The ``paper_numbers`` key of a run's preset, or None when no published row matches.
-
-    The config ``name`` ``<dataset>_<model>`` (e.g. ``mnist_mae_eta1.0_gamma0.5``) maps to
-    ``<dataset>/<model>``; the key is used only if the paper has it, the dataset is the
-    same, and the objective agrees with the preset (η, γ; free bits for ``vlae_fb``; the
-    factorised decoder for ``resnet_vae_af``), so a renamed or overridden run gets no
-    paper row.
-    """
-    from maevae.evaluate.paper_numbers import PAPER
-
-    dataset, sep, model = str(getattr(cfg, "name", "")).partition("_")
-    if not sep or dataset not in _PAPER_DATASETS:
-        return None
-    if cfg.data.name not in _PAPER_DATASETS[dataset]:
-        return None
-    key = f"{dataset}/{model}"
-    if key not in PAPER:
-        return None
-    o = cfg.objective
-    if model.startswith("mae_eta"):
-        try:
-            eta, gamma = (float(v) for v in model[len("mae_eta"):].split("_gamma"))
-        except ValueError:
-            return None
-        if not (math.isclose(o.eta, eta) and math.isclose(o.gamma, gamma)):
-            return None
-    else:
-        if o.eta or o.gamma:
-            return None
-        free_bits = bool(o.free_bits > 0 and o.free_bits_mode != "off")
-        if free_bits != (model == "vlae_fb"):
-            return None
-        if (cfg.model.decoder.type == "resnet") != (model == "resnet_vae_af"):
-            return None
-    return key
-
-
-# ------------------------------------------------------------------------------- the suite
 @contextlib.contextmanager
 def _thread_limit(n: int | None):
     if not n:
@@ -420,27 +180,11 @@ def _thread_limit(n: int | None):
         torch.set_num_threads(old)
 
 
-def _read_eval_json(path: Path) -> dict:
-    if not path.exists():
-        return {}
-    try:
-        out = json.loads(path.read_text())
-    except ValueError:
-        raise MaevaeError(f"{path} is not valid JSON; delete it and run `maevae eval "
-                          f"{path.parent}` again") from None
-    if not isinstance(out, dict):
-        raise MaevaeError(f"{path} does not hold a JSON object; delete it and run "
-                          f"`maevae eval {path.parent}` again")
-    return out
-
-
 def _fmt_s(s: float) -> str:
     return f"{s:.2f} s" if s < 10 else f"{s:.1f} s"
 
 
 def _validate_budgets(budgets: list, labels: np.ndarray, balanced: bool) -> None:
-    from maevae.evaluate.probes import label_subset
-
     for b in budgets:
         try:
             label_subset(labels, b, np.random.default_rng(0), balanced=balanced)
@@ -488,13 +232,6 @@ def run_probes(
     (default: the run's ``train.num_threads``; 0 = unchanged). Bad input raises a one-line
     :class:`MaevaeError` before any expensive work.
     """
-    from maevae.device import autocast, resolve_device
-    from maevae.evaluate import diagnostics as diag
-    from maevae.evaluate.clustering import clustering_suite
-    from maevae.evaluate.probes import CLASSIFIERS, probe_suite
-    from maevae.evaluate.runner import load_run_config, load_run_data, load_trained_model
-    from maevae.train.checkpoint import RunDir, atomic_write_text
-
     t_start = time.perf_counter()
     ks = _check_args(latent, runs, ks)
     budgets = parse_label_budgets(labels)
@@ -526,7 +263,7 @@ def run_probes(
                           f"of {data.name}: use a smaller K")
     _validate_budgets(budgets, train_y, balanced)
     eval_path = run.path / "eval.json"
-    _read_eval_json(eval_path)  # a corrupt eval.json fails now, not after the long work
+    read_eval_json(eval_path)  # a corrupt eval.json fails now, not after the long work
     threads = cfg.train.num_threads if num_threads is None else num_threads
 
     timings: dict = {"torch_threads": int(threads or torch.get_num_threads()),
@@ -624,7 +361,7 @@ def run_probes(
                     "seed": int(seed), "n_init": int(n_init), "codes_file": info["file"],
                     "model_sha256": best.get("sha256"), "model_step": best.get("step"),
                     "model_epoch": best.get("epoch")}
-        ev = _read_eval_json(eval_path)
+        ev = read_eval_json(eval_path)
         ev.setdefault("dataset", data.name)
         ev.setdefault("data_notes", data.notes)
         added = {"clustering": clustering, "probes": probes, "diagnostics": diagnostics,
@@ -643,7 +380,7 @@ def run_probes(
         added["figures"] = figs
         timings["total_s"] = round(time.perf_counter() - t_start, 2)
         added["probe_timings"] = timings
-        ev = _read_eval_json(eval_path)  # the numbers written above (and anything newer)
+        ev = read_eval_json(eval_path)  # the numbers written above (and anything newer)
         ev.update(added)
         atomic_write_text(eval_path, json.dumps(ev, indent=2))
 
@@ -659,8 +396,6 @@ def run_probes(
 def _draw_figures(run_path: Path, cfg, model, data, device, arrays, kl_per_dim, latent: str,
                   n_samples: int, n_recon: int, tsne_points: int, tsne_iter: int, log,
                   autocast) -> tuple[dict[str, str], dict[str, float]]:
-    from maevae.evaluate import figures as F
-
     figs: dict[str, str] = {}
     times: dict[str, float] = {}
 
@@ -712,8 +447,6 @@ _FIGURE_CAPTIONS = {
 
 
 def _run_report(run, cfg, ev: dict, figs: dict[str, str], best: dict) -> str:
-    from maevae.evaluate.report import render_run_report
-
     st = ev.get("probe_settings", {})
     tm = ev.get("probe_timings", {})
     d = ev.get("diagnostics", {})
@@ -752,111 +485,3 @@ def _run_report(run, cfg, ev: dict, figs: dict[str, str], best: dict) -> str:
              "at the start).", "", "| Stage | seconds |", "|---|---:|"]
     lines += [f"| {name} | {'—' if s is None else f'{s:.2f}'} |" for name, s in rows]
     return text.rstrip() + "\n\n" + "\n".join(lines) + "\n"
-
-
-# ------------------------------------------------------------------------- multi-run tables
-def _load_evaluated(run_dir) -> tuple:
-    from maevae.evaluate.runner import load_run_config
-    from maevae.train.checkpoint import RunDir
-
-    run = RunDir(run_dir)
-    cfg = load_run_config(run)  # raises for a folder that is not a run directory
-    path = run.path / "eval.json"
-    if not path.exists():
-        raise MaevaeError(f"{run.path} has no eval.json: evaluate it first with "
-                          f"`maevae eval {run.path} --probes`")
-    return run, cfg, _read_eval_json(path)
-
-
-def _names(runs: list, names: Sequence[str] | None) -> list[str]:
-    if names is not None:
-        names = [str(n) for n in names]
-        if len(names) != len(runs):
-            raise MaevaeError(f"{len(runs)} runs but {len(names)} names: give one name per run")
-        return names
-    out = [r.path.name or str(r.path) for r, _, _ in runs]
-    if len(set(out)) < len(out):  # same folder names under different parents
-        out = [str(r.path) for r, _, _ in runs]
-    return out
-
-
-def _split_named(run_dirs, names: Sequence[str] | None) -> tuple[list, list[str] | None]:
-    """Accept run directories or (name, run directory) pairs; returns (dirs, names)."""
-    if isinstance(run_dirs, (str, os.PathLike)):
-        run_dirs = [run_dirs]
-    items = list(run_dirs)
-    pairs = [isinstance(i, (tuple, list)) and len(i) == 2 for i in items]
-    if items and all(pairs):
-        if names is not None:
-            raise MaevaeError("give names either as (name, run_dir) pairs or as names=, "
-                              "not both")
-        return [d for _, d in items], [str(n) for n, _ in items]
-    if any(pairs):
-        raise MaevaeError("mix of run directories and (name, run_dir) pairs: use one form")
-    return items, names
-
-
-def _load_many(run_dirs) -> list:
-    run_dirs = list(run_dirs)
-    if not run_dirs:
-        raise MaevaeError("nothing to compare: give at least one RUN_DIR")
-    seen: dict = {}
-    for d in run_dirs:
-        p = Path(d).resolve()
-        if p in seen:
-            raise MaevaeError(f"{d} is given twice: list each run directory once")
-        seen[p] = d
-    return [_load_evaluated(d) for d in run_dirs]
-
-
-def compare_runs(run_dirs: Sequence, names: Sequence[str] | None = None) -> str:
-    """Markdown: several evaluated runs side by side in the paper's layouts.
-
-    ``run_dirs``: run directories, or ``(name, run_dir)`` pairs. Tables 4, 2 and 5 and the
-    latent diagnostics, one row per run (named by ``names``, the pairs' names, or the
-    folder name), each followed by the paper's published row for the run's preset when
-    there is one (:func:`paper_key_for`), labelled "(paper)"; then a table saying what
-    each row is (folder, config, dataset, training step, latent, runs, paper key).
-    """
-    from maevae.evaluate.report import render_comparison
-
-    run_dirs, names = _split_named(run_dirs, names)
-    loaded = _load_many(run_dirs)
-    labels = _names(loaded, names)
-    keys = [paper_key_for(cfg) for _, cfg, _ in loaded]
-    text = render_comparison([(n, ev) for n, (_, _, ev) in zip(labels, loaded)], keys)
-    rows = ["| Model | run directory | config | dataset | best step | latent | probe runs | "
-            "NLL samples × images | paper row |", "|---|---|---|---|---:|---|---:|---|---|"]
-    for n, (run, cfg, ev), key in zip(labels, loaded, keys):
-        st = ev.get("probe_settings", {}) if isinstance(ev.get("probe_settings"), dict) else {}
-        nll = (f"{ev.get('nll_samples')} × {ev.get('nll_images')}"
-               if ev.get("nll_samples") is not None else "—")
-        rows.append(f"| {n} | {run.path} | {cfg.name} | {ev.get('dataset', cfg.data.name)} | "
-                    f"{st.get('model_step', '—')} | {st.get('latent', '—')} | "
-                    f"{st.get('runs', '—')} | {nll} | {key or '—'} |")
-    return text.rstrip() + "\n\n## Runs\n\n" + "\n".join(rows) + "\n"
-
-
-def probe_section(run_dirs: Sequence, names: Sequence[str] | None = None,
-                  level: int = 3) -> str:
-    """Markdown tables of clustering, probes and diagnostics for several evaluated runs.
-
-    For embedding in another report (the main job's): Table 2 and Table 5 layouts, the
-    other clustering scores and the latent diagnostics, one row per run, with the paper's
-    rows where a run's preset has them; headings at Markdown ``level`` (default 3, for a
-    section under a ``##`` heading). ``run_dirs``: run directories, or ``(name,
-    run_dir)`` pairs; rows are named by ``names``, the pairs' names, or the folder names.
-    Every run must have been through :func:`run_probes`.
-    """
-    from maevae.evaluate.report import render_representation_tables
-
-    run_dirs, names = _split_named(run_dirs, names)
-    loaded = _load_many(run_dirs)
-    for run, _, ev in loaded:
-        if "probes" not in ev and "clustering" not in ev:
-            raise MaevaeError(f"{run.path}/eval.json has no clustering or probe results: run "
-                              f"`maevae eval {run.path} --probes` first")
-    labels = _names(loaded, names)
-    keys = [paper_key_for(cfg) for _, cfg, _ in loaded]
-    return render_representation_tables([(n, ev) for n, (_, _, ev) in zip(labels, loaded)],
-                                        keys, level)

@@ -1,4 +1,4 @@
-"""Evaluating a trained run directory: test statistics, IS-NLL, samples, reconstructions.
+"""Evaluating a trained run directory: test statistics and the IS-NLL -> ``eval.json``.
 
 ``evaluate_run`` writes ``eval.json``. The importance-sampled NLL over the test set saves its
 per-image results every few images (``eval_partial.json`` naming its
@@ -19,76 +19,23 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from maevae.config import RunConfig, from_dict
-from maevae.data import ImageSplits, load_dataset
-from maevae.device import autocast
+from maevae.config import RunConfig
+from maevae.data.transforms import data_dims, evaluation_inputs, redraw_dynamic
+from maevae.device import maybe_compile_decoder
 from maevae.errors import ConfigError
 from maevae.evaluate.likelihood import bits_per_dim, importance_sampled_batch, iterate_batches
-from maevae.evaluate.precision import maybe_compile_decoder
-from maevae.evaluate.statistics import batch_statistics
-from maevae.models.vae import VAE, build_model
-from maevae.train.checkpoint import (
-    RunDir,
+from maevae.models.vae import VAE
+from maevae.runs.directory import RunDir
+from maevae.runs.files import (
     atomic_write_text,
     sha256_bytes,
     tensors_to_bytes,
     write_bytes_durable,
 )
-from maevae.train.inputs import data_dims, evaluation_inputs, redraw_dynamic
+from maevae.runs.load import load_run_config, load_run_data, load_trained_model
+from maevae.statistics import batch_statistics
 
 PARTIAL_EVERY_S = 30.0
-
-
-def load_run_config(run: RunDir) -> RunConfig:
-    import yaml
-
-    run.meta()
-    try:
-        return from_dict(yaml.safe_load(run.config_yaml()))
-    except ConfigError as e:
-        raise ConfigError(f"{run.path / 'config.yaml'}: {e}") from None
-    except yaml.YAMLError:  # also python/object tags, which safe_load refuses
-        raise ConfigError(f"{run.path / 'config.yaml'} is not valid YAML (or holds tags that "
-                          "are not plain data); restore the run's config.yaml") from None
-
-
-def load_run_data(cfg: RunConfig, data_root: str | None) -> ImageSplits:
-    """The run's dataset: maps :class:`~maevae.config.DataConfig` to ``load_dataset`` options.
-
-    Folder datasets are read as grey when the run binarises (the binary PixelCNN) and as RGB
-    otherwise (the PixelCNN++ colour model; grey images are replicated to three channels).
-    """
-    d = cfg.data
-    opts: dict = {}
-    if d.name in ("omniglot", "omniglot_mat"):
-        opts["fortran"] = d.omniglot_fortran
-    if d.name == "omniglot":
-        if d.label is not None:
-            opts["label"] = d.label
-        if d.test_fraction is not None:
-            opts["test_fraction"] = d.test_fraction
-    if d.name == "folder":
-        opts["channels"] = 1 if d.binarize else 3
-        if d.path is not None:
-            opts["path"] = d.path
-        if d.image_size is not None:
-            opts["image_size"] = tuple(d.image_size)
-        if d.test_fraction is not None:
-            opts["test_fraction"] = d.test_fraction
-    return load_dataset(d.name, data_root, split=d.split, seed=cfg.seed, n_val=d.n_val, **opts)
-
-
-def load_trained_model(run: RunDir, cfg: RunConfig, device: torch.device) -> tuple[VAE, dict]:
-    meta = run.meta()
-    tensors, best = run.load_best()
-    model = build_model(cfg.model, tuple(meta["image_shape"])).to(device)
-    try:
-        model.load_state_dict(tensors)
-    except RuntimeError:
-        raise ConfigError(f"the model in {run.best_dir} does not match {run.path}/config.yaml; "
-                          "restore the original config.yaml") from None
-    model.eval()
-    return model, best
 
 
 # eval.compile=auto compiles evaluations with this many importance samples in all (64 images
@@ -241,34 +188,3 @@ def evaluate_run(run_dir: str | Path, data_root: str | None, device: torch.devic
         f"(RE {stats['recon']:.2f}, KL {stats['kl']:.2f}), MPD {stats['mpd']:.2f}, "
         f"STD {stats['std']:.2f}")
     return out
-
-
-@torch.no_grad()
-def sample_images(run_dir: str | Path, device: torch.device, n: int, seed: int) -> torch.Tensor:
-    run = RunDir(run_dir)
-    cfg = load_run_config(run)
-    model, _ = load_trained_model(run, cfg, device)
-    g = torch.Generator(device=device).manual_seed(seed)
-    with autocast(device, "fp32"):
-        x = model.sample(n, generator=g)
-    return _to_unit(x, cfg)
-
-
-@torch.no_grad()
-def reconstruct_images(run_dir: str | Path, data_root: str | None, device: torch.device,
-                       n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    run = RunDir(run_dir)
-    cfg = load_run_config(run)
-    model, _ = load_trained_model(run, cfg, device)
-    data = load_run_data(cfg, data_root)
-    x_u8 = torch.from_numpy(data.test_x[:n]).to(device)
-    if cfg.data.binarize:
-        x = (x_u8.float() / 255.0 > 0.5).float()  # thresholded, as the authors' figures
-    else:
-        x = x_u8.float() / 127.5 - 1.0
-    return _to_unit(x, cfg), _to_unit(model.reconstruct(x), cfg)
-
-
-def _to_unit(x: torch.Tensor, cfg: RunConfig) -> torch.Tensor:
-    x = x.float().cpu()
-    return x if cfg.data.binarize else (x + 1) / 2

@@ -17,8 +17,10 @@ import torch
 from maevae.config import dump_yaml, load_config
 from maevae.data import load_dataset
 from maevae.device import resolve_device
-from maevae.evaluate.runner import evaluate_run, reconstruct_images, sample_images
-from maevae.train.checkpoint import RunDir, atomic_write_text
+from maevae.evaluate.generate import reconstruct_images, sample_images
+from maevae.evaluate.nll import evaluate_run
+from maevae.runs.directory import RunDir
+from maevae.runs.files import atomic_write_text
 from maevae.train.trainer import Trainer
 
 PRESETS = {"VLAE": "tiny/digits_vlae", "MAE": "tiny/digits_mae"}
@@ -71,7 +73,8 @@ def main_job(out: str | None = None, device_name: str = "auto", progress: bool =
                                     figures=not probes)
     probe_md = ""
     if probes:
-        from maevae.evaluate.suite import probe_section, run_probes
+        from maevae.evaluate.compare import probe_section
+        from maevae.evaluate.representation import run_probes
 
         for label in PRESETS:
             run_probes(out_dir / label.lower(), None, device, latent="mu", runs=3,
