@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from maevae.config import dump_yaml, load_config
+from maevae.data.transforms import model_inputs
 from maevae.distributions import DiagGaussian
 from maevae.errors import MaevaeError
 from maevae.evaluate import codes as suite
-from maevae.evaluate.codes import encode_images, model_inputs, run_codes
+from maevae.evaluate.codes import encode_images, run_codes
 from maevae.evaluate.representation import parse_label_budgets, run_probes
 from maevae.models.vae import build_model
 from maevae.runs.directory import RunDir

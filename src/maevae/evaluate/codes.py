@@ -23,6 +23,7 @@ import torch
 from safetensors.torch import load as st_load
 from tqdm.auto import tqdm
 
+from maevae.data.transforms import model_inputs
 from maevae.device import resolve_device
 from maevae.errors import MaevaeError
 from maevae.runs.directory import RunDir
@@ -38,18 +39,6 @@ LATENT_TITLES = {
 MEAN_SAMPLES = 50
 ENCODE_BATCH = 500
 CODES_FORMAT = 1
-
-
-def model_inputs(x_u8: np.ndarray, binarize: bool) -> torch.Tensor:
-    """uint8 [N, C, H, W] -> model input: thresholded at 0.5 (binary) or scaled to [-1, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(x_u8)).float()
-    return (x / 255.0 > 0.5).float() if binarize else x / 127.5 - 1.0
-
-
-def _unit(x: torch.Tensor, binarize: bool) -> np.ndarray:
-    """Model-space images -> floats in [0, 1] for figures."""
-    x = x.detach().float().cpu()
-    return (x if binarize else (x + 1.0) / 2.0).numpy()
 
 
 @torch.no_grad()

@@ -66,12 +66,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from maevae.data.transforms import model_inputs, to_unit
 from maevae.device import autocast, resolve_device
 from maevae.errors import MaevaeError
 from maevae.evaluate import diagnostics as diag
 from maevae.evaluate import figures as F
 from maevae.evaluate.clustering import clustering_suite
-from maevae.evaluate.codes import LATENT_TITLES, LATENTS, _unit, model_inputs, run_codes
+from maevae.evaluate.codes import LATENT_TITLES, LATENTS, run_codes
 from maevae.evaluate.compare import paper_key_for
 from maevae.evaluate.probes import CLASSIFIERS, label_subset, probe_suite
 from maevae.evaluate.report import render_run_report
@@ -416,7 +417,8 @@ def _draw_figures(run_path: Path, cfg, model, data, device, arrays, kl_per_dim, 
         with torch.no_grad(), autocast(device, "fp32"):
             r = model.reconstruct(x)
         what = "thresholded test images" if cfg.data.binarize else "test images"
-        F.save_reconstruction_grid(_unit(x, cfg.data.binarize), _unit(r, cfg.data.binarize),
+        F.save_reconstruction_grid(to_unit(x, cfg.data.binarize).numpy(),
+                                   to_unit(r, cfg.data.binarize).numpy(),
                                    p, pairs_per_row=8,
                                    title=f"{what} (original) and greedy reconstructions "
                                          "from z = mu(x)")
@@ -427,7 +429,7 @@ def _draw_figures(run_path: Path, cfg, model, data, device, arrays, kl_per_dim, 
         g = torch.Generator(device=device).manual_seed(int(cfg.seed) + 5)
         with torch.no_grad(), autocast(device, "fp32"):
             x = model.sample(n_samples, generator=g)
-        F.save_image_grid(_unit(x, cfg.data.binarize), p,
+        F.save_image_grid(to_unit(x, cfg.data.binarize).numpy(), p,
                           nrow=max(1, math.ceil(math.sqrt(n_samples))),
                           scale=max(1, math.ceil(84 / min(x.shape[-2:]))),
                           title=f"{n_samples} samples from the prior (z ~ p(z), x ~ p(x|z))")
