@@ -110,6 +110,21 @@ def posterior_divergence(mu: torch.Tensor, logvar: torch.Tensor,
     return PosteriorDivergence(mpd=mpd, std=std, diverse=diverse, per_dim=per_dim)
 
 
+# The smallest batch whose MPD and STD are defined: B(B-1) = 2 ordered pairs (STD has
+# ddof 1). Validation, test statistics and the latent diagnostics all use this rule.
+MIN_DIVERGENCE_BATCH = 2
+
+
+def batch_mpd_std(mu: torch.Tensor, logvar: torch.Tensor) -> tuple[float, float] | None:
+    """MPD and STD of one batch of posteriors as floats; None for a batch too small to have
+    them (fewer than ``MIN_DIVERGENCE_BATCH`` posteriors). Half precision is computed in
+    fp32, float64 input (the diagnostics) in float64."""
+    if mu.shape[0] < MIN_DIVERGENCE_BATCH:
+        return None
+    d = posterior_divergence(mu, logvar)
+    return float(d.mpd), float(d.std)
+
+
 def free_bits_threshold(cfg: ObjectiveConfig, data_dims: int) -> float:
     """Free-bits floor in nats on the batch-mean total KL (0 when off)."""
     if cfg.free_bits_mode == "off":

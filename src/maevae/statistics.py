@@ -2,7 +2,8 @@
 
 Over consecutive batches of ``batch`` images (512 for binary data): RE and KL with S
 posterior samples, averaged per image; MPD and STD of each batch's posteriors, averaged per
-batch (batches of fewer than 3 images are left out of MPD/STD).
+batch (a batch of fewer than ``MIN_DIVERGENCE_BATCH`` = 2 images, which has no pair, is left
+out of MPD/STD: :func:`maevae.objectives.batch_mpd_std`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import torch
 
 from maevae.device import autocast
 from maevae.models.vae import VAE
-from maevae.objectives import posterior_divergence
+from maevae.objectives import batch_mpd_std
 
 
 @torch.no_grad()
@@ -30,10 +31,10 @@ def batch_statistics(model: VAE, x: torch.Tensor, batch: int = 512, n_samples: i
             t = model.terms(xb, n_samples, generator)
         sums["recon"] += float(t.recon.double().sum())
         sums["kl"] += float(t.kl.double().sum())
-        if xb.shape[0] >= 3:
-            d = posterior_divergence(t.mu.float(), t.logvar.float())
-            mpd += float(d.mpd)
-            std += float(d.std)
+        pair = batch_mpd_std(t.mu.float(), t.logvar.float())
+        if pair is not None:
+            mpd += pair[0]
+            std += pair[1]
             n_batches += 1
         if progress is not None:
             progress(xb.shape[0])

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from maevae.errors import MaevaeError
+from maevae.objectives import batch_mpd_std
 
 __all__ = [
     "MIEstimate",
@@ -183,25 +184,15 @@ def pairwise_gaussian_kl(mu, logvar, eps: float = 1e-12) -> np.ndarray:
     return kl
 
 
-def _batch_mpd_std(mu: np.ndarray, logvar: np.ndarray) -> tuple[float, float]:
-    b = mu.shape[0]
-    kl = pairwise_gaussian_kl(mu, logvar)  # [B, B, D], zero diagonal
-    n_pairs = b * (b - 1)
-    mpd = float(kl.sum() / n_pairs)  # sum_k M_k with M_k = mean over ordered pairs i != j
-    total = kl.sum(axis=2)  # [B, B] total KL T_ij
-    off = ~np.eye(b, dtype=bool)
-    dev = total[off] - mpd  # mpd is the mean of the off-diagonal T_ij
-    std = float(np.sqrt(np.sum(dev**2) / (n_pairs - 1))) if n_pairs > 1 else 0.0
-    return mpd, std
-
-
 def pairwise_mpd_std(mu, logvar, batch: int = 512) -> MpdStd:
     """MPD and STD of Table 4, per consecutive batch of ``batch`` rows, averaged over batches.
 
     Per batch of size B: MPD = sum_k M_k, M_k the mean of KL_k(i||j) over the B(B-1) ordered
     pairs i != j; STD = unbiased sample std (ddof=1) of the B(B-1) off-diagonal total KLs
-    T_ij = sum_k KL_k(i||j). Batches are consecutive rows in the given order; a last partial
-    batch is included when it has at least 2 rows. The average over batches is unweighted,
+    T_ij = sum_k KL_k(i||j), computed by :func:`maevae.objectives.batch_mpd_std` in float64
+    (the one implementation that training and validation use too). Batches are consecutive
+    rows in the given order; a last partial batch is included when it has at least
+    ``MIN_DIVERGENCE_BATCH`` = 2 rows. The average over batches is unweighted,
     like the authors' evaluation loop (SPEC §5.4). Memory: ``batch**2 * D`` float64 values
     (67 MB for 512 x 512 x 32); about 3.6 s for N = 10,000, D = 32 on 2 cores.
     """
@@ -214,9 +205,10 @@ def pairwise_mpd_std(mu, logvar, batch: int = 512) -> MpdStd:
     mpds, stds = [], []
     for start in range(0, mu.shape[0], batch):
         stop = min(mu.shape[0], start + batch)
-        if stop - start < 2:
+        pair = batch_mpd_std(torch.from_numpy(mu[start:stop]),  # float64
+                             torch.from_numpy(logvar[start:stop]))
+        if pair is None:
             continue
-        m, s = _batch_mpd_std(mu[start:stop], logvar[start:stop])
-        mpds.append(m)
-        stds.append(s)
+        mpds.append(pair[0])
+        stds.append(pair[1])
     return MpdStd(float(np.mean(mpds)), float(np.mean(stds)))
