@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from maevae.data.base import ImageSplits
+from maevae.data.splits import seeded_three_way
 from maevae.errors import DataError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -167,10 +168,7 @@ def load_folder(folder: Path, *, seed: int = 524287, n_val: int | None = None,
             f"{folder} has {n} images: {n_test} test + {n_va} validation leave none for training; "
             "add images or lower data.test_fraction / data.val_fraction"
         )
-    perm = np.random.default_rng(seed).permutation(n)
-    te = np.sort(perm[:n_test])
-    va = np.sort(perm[n_test : n_test + n_va])
-    tr = np.sort(perm[n_test + n_va :])
+    tr, va, te = seeded_three_way(n, n_test, n_va, seed)
     y = None if labels is None else np.asarray(labels, dtype=np.int64)
     pick = (lambda idx: None) if y is None else (lambda idx: y[idx])
     desc = (f"{len(class_names)} classes ({', '.join(class_names[:10])}"
