@@ -1,23 +1,10 @@
 """Datasets: loaders that return :class:`ImageSplits`, splits and binarisation.
 
 ``load_dataset(name, root, split=..., seed=..., download=..., n_val=..., **options)`` with
-``name`` one of the datasets in :mod:`maevae.data.registry` (the one owner of names, shapes,
-splits, options and the ``DataConfig`` mapping):
-
-=================  ==========================================================================
-name               source (under the data root)
-=================  ==========================================================================
-``mnist``          ``MNIST/raw/`` four IDX files (gz or plain), md5-verified, downloadable
-``fashion_mnist``  ``FashionMNIST/raw/`` same layout, structure-verified, downloadable
-``digits``         scikit-learn's bundled 8x8 digits (no files, no root needed)
-``omniglot``       ``omniglot/chardata.mat`` if present, else ``omniglot-py/*.zip``
-``omniglot_mat``   Burda's ``chardata.mat`` only
-``cifar10``        ``cifar-10-batches-py/`` python-pickle batches (restricted unpickler)
-``folder``         a folder of PNG/JPEG images (option ``path``; default: the root itself)
-=================  ==========================================================================
-
-Splits: MNIST-like ``split in {"mae", "iwae", "classic"}`` (see :mod:`maevae.data.splits`);
-OMNIGLOT ``{"mae", "iwae"}``; CIFAR-10, digits and folder ``"mae"`` (a seeded hold-out).
+``name`` one of the datasets in :mod:`maevae.data.registry`, the one owner of every dataset
+fact (names, sources, shapes, splits, options, the ``DataConfig`` mapping): see
+``registry.DATASETS[name].description`` for where each reads its files from (under the data
+root). Splits are documented in :mod:`maevae.data.splits`.
 
 The binarisation helpers (torch) are imported on first use, so that importing
 :mod:`maevae.data.registry` (as :mod:`maevae.config` does) stays free of torch.
