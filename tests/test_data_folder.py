@@ -106,3 +106,37 @@ def test_empty_corrupt_and_ambiguous(tmp_path):
     _grey_images(few, n=2)
     with pytest.raises(DataError, match="leave none for training"):
         load_dataset("folder", few, test_fraction=0.5, val_fraction=0.5)
+
+
+def _config_keys_named(text: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"(?<![\w.])data\.([a-z_]+)", text))
+
+
+def test_error_messages_name_only_real_config_keys(tmp_path):
+    """Every ``data.<key>`` the folder loader's messages tell a user to set is a DataConfig field
+    (the folder option val_fraction is a library option only; config users set data.n_val)."""
+    import ast
+    import dataclasses
+
+    import maevae.data
+    import maevae.data.folder
+    from maevae.config import DataConfig
+
+    fields = {f.name for f in dataclasses.fields(DataConfig)}
+    named = set()
+    for mod in (maevae.data.folder, maevae.data):
+        tree = ast.parse(Path(mod.__file__).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                named |= _config_keys_named(node.value)
+    assert {"image_size", "test_fraction", "n_val", "path", "binarize"} <= named
+    assert named <= fields, named - fields
+    few = tmp_path / "few"
+    _grey_images(few, n=2)
+    for kwargs in ({"test_fraction": 0.5, "val_fraction": 0.5}, {"n_val": 1, "test_fraction": 0.5},
+                   {"channels": 2}, {"val_fraction": 2}, {"n_val": -1}):
+        with pytest.raises(DataError) as e:
+            load_dataset("folder", few, **kwargs)
+        assert _config_keys_named(str(e.value)) <= fields, str(e.value)

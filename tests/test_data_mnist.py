@@ -155,3 +155,14 @@ def test_mismatched_label_count(tmp_path, monkeypatch):
     monkeypatch.setattr(mnist_mod, "MNIST_MD5", fx["md5"])
     with pytest.raises(DataError, match="12 images but .* 11 labels"):
         load_dataset("mnist", tmp_path, download=False, n_val=2)
+
+
+def test_checksum_tables_cover_exactly_the_four_files():
+    """MNIST_MD5 (content) and FASHION_MNIST_GZ_MD5 (.gz wrappers) are different checksums of
+    the same four files: keyed by exactly STEMS, all distinct."""
+    files = [s for part in ("train", "test") for s in mnist_mod.STEMS[part]]
+    for table in (mnist_mod.MNIST_MD5, mnist_mod.FASHION_MNIST_GZ_MD5):
+        assert list(table) == files
+        assert all(len(h) == 32 and int(h, 16) >= 0 for h in table.values())
+    hashes = [*mnist_mod.MNIST_MD5.values(), *mnist_mod.FASHION_MNIST_GZ_MD5.values()]
+    assert len(set(hashes)) == 8

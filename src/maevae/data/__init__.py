@@ -1,29 +1,22 @@
 """Datasets: loaders that return :class:`ImageSplits`, splits and binarisation.
 
 ``load_dataset(name, root, split=..., seed=..., download=..., n_val=..., **options)`` with
+``name`` one of the datasets in :mod:`maevae.data.registry`, the one owner of every dataset
+fact (names, sources, shapes, splits, options, the ``DataConfig`` mapping): see
+``registry.DATASETS[name].description`` for where each reads its files from (under the data
+root). Splits are documented in :mod:`maevae.data.splits`.
 
-=================  ==========================================================================
-name               source (under the data root)
-=================  ==========================================================================
-``mnist``          ``MNIST/raw/`` four IDX files (gz or plain), md5-verified, downloadable
-``fashion_mnist``  ``FashionMNIST/raw/`` same layout, structure-verified, downloadable
-``digits``         scikit-learn's bundled 8x8 digits (no files, no root needed)
-``omniglot``       ``omniglot/chardata.mat`` if present, else ``omniglot-py/*.zip``
-``omniglot_mat``   Burda's ``chardata.mat`` only
-``cifar10``        ``cifar-10-batches-py/`` python-pickle batches (restricted unpickler)
-``folder``         a folder of PNG/JPEG images (option ``path``; default: the root itself)
-=================  ==========================================================================
-
-Splits: MNIST-like ``split in {"mae", "iwae", "classic"}`` (see :mod:`maevae.data.splits`);
-OMNIGLOT ``{"mae", "iwae"}``; CIFAR-10, digits and folder ``"mae"`` (a seeded hold-out).
+The binarisation helpers (torch) are imported on first use, so that importing
+:mod:`maevae.data.registry` (as :mod:`maevae.config` does) stays free of torch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+from maevae.data import registry
 from maevae.data.base import ImageSplits
-from maevae.data.binarize import dynamic_binarize, fixed_binarized_copies, threshold
 from maevae.data.paths import resolve_data_root, root_is_explicit, user_cache_dir
 from maevae.errors import DataError
 
@@ -38,21 +31,21 @@ __all__ = [
     "user_cache_dir",
 ]
 
-DATASETS = ("mnist", "fashion_mnist", "digits", "omniglot", "omniglot_mat", "cifar10", "folder")
-_DOWNLOADABLE = {"mnist", "fashion_mnist", "omniglot", "cifar10"}
-_OPTIONS = {
-    "mnist": (),
-    "fashion_mnist": (),
-    "digits": (),
-    "omniglot": ("fortran", "label", "test_fraction", "test_split_seed", "cache_dir"),
-    "omniglot_mat": ("fortran",),
-    "cifar10": (),
-    "folder": ("path", "channels", "image_size", "test_fraction", "val_fraction"),
-}
+DATASETS = tuple(registry.DATASETS)  # the names, in the registry's order
+
+_BINARIZE = ("dynamic_binarize", "fixed_binarized_copies", "threshold")
+
+
+def __getattr__(name: str):
+    if name in _BINARIZE:
+        from maevae.data import binarize
+
+        return getattr(binarize, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _check_options(name: str, options: dict) -> None:
-    allowed = _OPTIONS[name]
+    allowed = registry.DATASETS[name].options
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise DataError(
@@ -61,13 +54,19 @@ def _check_options(name: str, options: dict) -> None:
         )
 
 
+def _check_split(name: str, split: str) -> None:
+    allowed = registry.DATASETS[name].splits
+    if split not in allowed:
+        raise DataError(f"unknown split {split!r} for {name}; allowed: {', '.join(allowed)}")
+
+
 def _root_for(name: str, root: str | Path | None, download: bool) -> Path:
     path = resolve_data_root(None if root is None else str(root))
     if path.is_dir():
         return path
     if path.exists():
         raise DataError(f"data root {path} is not a folder; pass --data-root or set MAEVAE_DATA")
-    if not root_is_explicit(root) and download and name in _DOWNLOADABLE:
+    if not root_is_explicit(root) and download and registry.DATASETS[name].downloadable:
         try:
             path.mkdir(parents=True, exist_ok=True)
             return path
@@ -84,74 +83,84 @@ def load_dataset(name: str, root: str | Path | None = None, *, split: str = "mae
                  **options) -> ImageSplits:
     """Load dataset ``name`` (see module docstring) as uint8 [N, C, H, W] train/val/test."""
     key = str(name).strip().lower().replace("-", "_")
-    if key not in DATASETS:
+    if key not in registry.DATASETS:
         raise DataError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
     _check_options(key, options)
+    return _LOADERS[key](key, root, split, seed, download, n_val, options)
 
-    if key == "digits":
-        from maevae.data.digits import load_digits_arrays, split_digits
 
-        if split != "mae":
-            raise DataError(f"unknown split {split!r} for digits; allowed: mae")
-        x, y = load_digits_arrays()
-        tr, va, te = split_digits(len(x), seed, n_val)
-        notes = ["scikit-learn 8x8 digits (0..16 scaled to 0..255); seeded split "
-                 f"{len(tr)}/{len(va)}/{len(te)} (seed {seed})"]
-        out = ImageSplits("digits", x[tr], y[tr], x[va], y[va], x[te], y[te], notes)
-        return out.validate()
+# One loader per dataset: (key, root, split, seed, download, n_val, options) -> ImageSplits.
+# Each imports its module on first use.
 
-    if key == "folder" and options.get("path") is not None:
-        p = Path(str(options["path"])).expanduser()
-        if p.is_absolute():
-            base = p
-        else:
-            base = _root_for(key, root, download) / p
-        if not base.is_dir():
-            raise DataError(f"image folder {base} does not exist; fix data.path")
-        from maevae.data.folder import load_folder
+def _load_digits(key, root, split, seed, download, n_val, options) -> ImageSplits:
+    from maevae.data.digits import load_digits_arrays, split_digits
 
-        opts = {k: v for k, v in options.items() if k != "path"}
-        return _folder(load_folder, base, split, seed, n_val, opts)
+    _check_split(key, split)
+    x, y = load_digits_arrays()
+    tr, va, te = split_digits(len(x), seed, n_val)
+    notes = ["scikit-learn 8x8 digits (0..16 scaled to 0..255); seeded split "
+             f"{len(tr)}/{len(va)}/{len(te)} (seed {seed})"]
+    return ImageSplits("digits", x[tr], y[tr], x[va], y[va], x[te], y[te], notes).validate()
+
+
+def _load_mnist_like(key, root, split, seed, download, n_val, options) -> ImageSplits:
+    from maevae.data.mnist import load_idx_pair
+    from maevae.data.splits import split_indices
 
     data_root = _root_for(key, root, download)
+    parts = load_idx_pair(data_root, key, download=download)
+    (x, y), (tx, ty) = parts["train"], parts["test"]
+    tr, va = split_indices(len(x), split, seed=seed, n_val=n_val, what=key)
+    label = registry.DATASETS[key].label
+    check = ("md5-verified" if key == "mnist"
+             else "structure-verified (no content checksum known)")
+    how = {"mae": f"seeded shuffle (seed {seed}), {len(va)} held out",
+           "iwae": f"last {len(va)} training images held out, no shuffle",
+           "classic": f"last {len(va)} training images held out, no shuffle"}[split]
+    notes = [f"{label} from {data_root} ({check}); split={split}: {how}"]
+    return ImageSplits(key, x[tr], y[tr], x[va], y[va], tx, ty, notes).validate()
 
-    if key in ("mnist", "fashion_mnist"):
-        from maevae.data.mnist import load_idx_pair
-        from maevae.data.splits import split_indices
 
-        parts = load_idx_pair(data_root, key, download=download)
-        (x, y), (tx, ty) = parts["train"], parts["test"]
-        tr, va = split_indices(len(x), split, seed=seed, n_val=n_val, what=key)
-        label = "MNIST" if key == "mnist" else "Fashion-MNIST"
-        check = ("md5-verified" if key == "mnist"
-                 else "structure-verified (no content checksum known)")
-        how = {"mae": f"seeded shuffle (seed {seed}), {len(va)} held out",
-               "iwae": f"last {len(va)} training images held out, no shuffle",
-               "classic": f"last {len(va)} training images held out, no shuffle"}[split]
-        notes = [f"{label} from {data_root} ({check}); split={split}: {how}"]
-        return ImageSplits(key, x[tr], y[tr], x[va], y[va], tx, ty, notes).validate()
+def _load_omniglot(key, root, split, seed, download, n_val, options) -> ImageSplits:
+    from maevae.data.omniglot import load_omniglot
 
-    if key in ("omniglot", "omniglot_mat"):
-        from maevae.data.omniglot import load_omniglot
+    data_root = _root_for(key, root, download)
+    source = "mat" if key == "omniglot_mat" else "auto"
+    return load_omniglot(data_root, source=source, split=split, seed=seed, n_val=n_val,
+                         download=download, **options).validate()
 
-        source = "mat" if key == "omniglot_mat" else "auto"
-        return load_omniglot(data_root, source=source, split=split, seed=seed, n_val=n_val,
-                             download=download, **options).validate()
 
-    if key == "cifar10":
-        from maevae.data.cifar import load_cifar10_arrays, split_cifar
+def _load_cifar10(key, root, split, seed, download, n_val, options) -> ImageSplits:
+    from maevae.data.cifar import load_cifar10_arrays, split_cifar
 
-        x, y, tx, ty = load_cifar10_arrays(data_root, download=download)
-        tr, va = split_cifar(len(x), split, seed, n_val)
-        notes = [f"CIFAR-10 from {data_root}; seeded hold-out of {len(va)} (seed {seed})"]
-        return ImageSplits("cifar10", x[tr], y[tr], x[va], y[va], tx, ty, notes).validate()
+    data_root = _root_for(key, root, download)
+    x, y, tx, ty = load_cifar10_arrays(data_root, download=download)
+    tr, va = split_cifar(len(x), split, seed, n_val)
+    notes = [f"CIFAR-10 from {data_root}; seeded hold-out of {len(va)} (seed {seed})"]
+    return ImageSplits("cifar10", x[tr], y[tr], x[va], y[va], tx, ty, notes).validate()
 
+
+def _load_folder(key, root, split, seed, download, n_val, options) -> ImageSplits:
     from maevae.data.folder import load_folder
 
-    return _folder(load_folder, data_root, split, seed, n_val, options)
-
-
-def _folder(load_folder, base: Path, split: str, seed: int, n_val, options) -> ImageSplits:
-    if split != "mae":
-        raise DataError(f"unknown split {split!r} for folder; allowed: mae")
+    if options.get("path") is not None:
+        p = Path(str(options["path"])).expanduser()
+        base = p if p.is_absolute() else _root_for(key, root, download) / p
+        if not base.is_dir():
+            raise DataError(f"image folder {base} does not exist; fix data.path")
+        options = {k: v for k, v in options.items() if k != "path"}
+    else:
+        base = _root_for(key, root, download)
+    _check_split(key, split)
     return load_folder(base, seed=seed, n_val=n_val, **options).validate()
+
+
+_LOADERS: dict[str, Callable[..., ImageSplits]] = {
+    "mnist": _load_mnist_like,
+    "fashion_mnist": _load_mnist_like,
+    "digits": _load_digits,
+    "omniglot": _load_omniglot,
+    "omniglot_mat": _load_omniglot,
+    "cifar10": _load_cifar10,
+    "folder": _load_folder,
+}

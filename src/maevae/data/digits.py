@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from maevae.data.splits import seeded_three_way
 from maevae.errors import DataError
 
 N_TEST = 297
@@ -39,8 +40,4 @@ def split_digits(n: int, seed: int, n_val: int | None = None, n_test: int = N_TE
             f"digits has {n} images: n_val={n_val} + n_test={n_test} leaves no training images; "
             "set data.n_val lower"
         )
-    perm = np.random.default_rng(seed).permutation(n)
-    test = np.sort(perm[:n_test])
-    val = np.sort(perm[n_test : n_test + n_val])
-    train = np.sort(perm[n_test + n_val :])
-    return train, val, test
+    return seeded_three_way(n, n_test, n_val, seed)

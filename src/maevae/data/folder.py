@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from maevae.data.base import ImageSplits
+from maevae.data.splits import seeded_three_way
 from maevae.errors import DataError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -129,10 +130,12 @@ def load_folder(folder: Path, *, seed: int = 524287, n_val: int | None = None,
     from PIL import Image
 
     if channels not in (None, 1, 3):
-        raise DataError(f"data.channels must be 1 or 3, got {channels!r}")
-    for nm, f in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
+        raise DataError(f"the folder option channels must be 1 or 3, got {channels!r} (a "
+                        "config sets it with data.binarize: true = grey, false = RGB)")
+    for f, key in ((test_fraction, "data.test_fraction"),
+                   (val_fraction, "the folder option val_fraction")):
         if not isinstance(f, int | float) or not 0 <= f < 1:
-            raise DataError(f"data.{nm} must be a number in [0, 1), got {f!r}")
+            raise DataError(f"{key} must be a number in [0, 1), got {f!r}")
     size = _parse_size(image_size)
     files, labels, class_names = list_images(folder)
     headers = [_header(p) for p in files]
@@ -161,16 +164,14 @@ def load_folder(folder: Path, *, seed: int = 524287, n_val: int | None = None,
     n_test = int(np.floor(n * test_fraction + 0.5))
     n_va = int(np.floor(n * val_fraction + 0.5)) if n_val is None else n_val
     if isinstance(n_va, bool) or not isinstance(n_va, int | np.integer) or n_va < 0:
-        raise DataError(f"n_val must be a non-negative integer, got {n_val!r}")
+        raise DataError(f"n_val must be a non-negative integer, got {n_val!r}; fix data.n_val")
     if n_test + n_va >= n:
         raise DataError(
             f"{folder} has {n} images: {n_test} test + {n_va} validation leave none for training; "
-            "add images or lower data.test_fraction / data.val_fraction"
+            "add images or lower data.test_fraction / data.n_val (test_fraction / val_fraction / "
+            "n_val when calling load_dataset)"
         )
-    perm = np.random.default_rng(seed).permutation(n)
-    te = np.sort(perm[:n_test])
-    va = np.sort(perm[n_test : n_test + n_va])
-    tr = np.sort(perm[n_test + n_va :])
+    tr, va, te = seeded_three_way(n, n_test, n_va, seed)
     y = None if labels is None else np.asarray(labels, dtype=np.int64)
     pick = (lambda idx: None) if y is None else (lambda idx: y[idx])
     desc = (f"{len(class_names)} classes ({', '.join(class_names[:10])}"

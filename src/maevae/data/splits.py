@@ -12,7 +12,8 @@ MNIST-style switches (SPEC §3.1, §4.1):
   (default 10,000) validation.
 
 Every function returns ``(train_idx, val_idx)`` as sorted int64 index arrays into the
-original training set, so subsets keep the file order.
+original training set, so subsets keep the file order; :func:`seeded_three_way` (datasets
+without their own test set: digits, image folders) returns ``(train_idx, val_idx, test_idx)``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,18 @@ def seeded_holdout(n: int, n_holdout: int, seed: int) -> tuple[np.ndarray, np.nd
     """
     perm = np.random.default_rng(seed).permutation(n)
     return np.sort(perm[n_holdout:]), np.sort(perm[:n_holdout])
+
+
+def seeded_three_way(n: int, n_test: int, n_val: int, seed: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Shuffle ``range(n)`` with ``default_rng(seed)``: the first ``n_test`` are the test set,
+    the next ``n_val`` the validation set, the rest train.
+
+    Returns ``(train_idx, val_idx, test_idx)``, each sorted. The caller checks the sizes.
+    """
+    perm = np.random.default_rng(seed).permutation(n)
+    return (np.sort(perm[n_test + n_val :]), np.sort(perm[n_test : n_test + n_val]),
+            np.sort(perm[:n_test]))
 
 
 def tail_holdout(n: int, n_holdout: int) -> tuple[np.ndarray, np.ndarray]:
