@@ -1,7 +1,7 @@
 """The dataset registry: every dataset fact has one owner, and its users agree with it.
 
 The reference behaviour (what cli.py, evaluate/runner.py and config.py did before they read the
-registry) is written out here or captured from the current code.
+registry) is written out here: the tests fail if the registry or its users drift from it.
 """
 
 import ast
@@ -90,7 +90,7 @@ def test_image_shape_matches_cli(name, binarize, image_size):
         assert got == known[name]
 
 
-# --- loader_options: exactly what evaluate.runner.load_run_data passes today ------------------
+# --- loader_options: exactly what load_run_data passed before the registry -------------------
 _OPTION_SETS = {
     "mnist": [{}],
     "fashion_mnist": [{}],
@@ -113,10 +113,31 @@ def _config(name, opts):
     return from_dict({"seed": 3, "data": data, "model": {"decoder": decoder}})
 
 
+def _old_options(d) -> dict:
+    """What ``load_run_data`` built by hand before the registry (maevae fc594bd), written out."""
+    opts: dict = {}
+    if d.name in ("omniglot", "omniglot_mat"):
+        opts["fortran"] = d.omniglot_fortran
+    if d.name == "omniglot":
+        if d.label is not None:
+            opts["label"] = d.label
+        if d.test_fraction is not None:
+            opts["test_fraction"] = d.test_fraction
+    if d.name == "folder":
+        opts["channels"] = 1 if d.binarize else 3
+        if d.path is not None:
+            opts["path"] = d.path
+        if d.image_size is not None:
+            opts["image_size"] = tuple(d.image_size)
+        if d.test_fraction is not None:
+            opts["test_fraction"] = d.test_fraction
+    return opts
+
+
 @pytest.mark.parametrize(("name", "opts"), _CASES, ids=[f"{n}-{i}" for i, (n, _) in
                                                        enumerate(_CASES)])
-def test_loader_options_equal_what_the_runner_passes(name, opts, monkeypatch):
-    from maevae.evaluate import runner
+def test_loader_options_equal_what_the_runner_passed(name, opts, monkeypatch):
+    from maevae.runs import load
 
     seen = {}
 
@@ -124,14 +145,15 @@ def test_loader_options_equal_what_the_runner_passes(name, opts, monkeypatch):
         seen.update(name=nm, root=root, kwargs=kwargs)
         return "loaded"
 
-    monkeypatch.setattr(runner, "load_dataset", fake_load_dataset)
+    monkeypatch.setattr(load, "load_dataset", fake_load_dataset)
     cfg = _config(name, opts)
-    assert runner.load_run_data(cfg, "/data") == "loaded"
+    assert load.load_run_data(cfg, "/data") == "loaded"
     kwargs = dict(seen["kwargs"])
     assert (kwargs.pop("split"), kwargs.pop("seed"), kwargs.pop("n_val")) == (
         cfg.data.split, 3, cfg.data.n_val)
+    assert kwargs == _old_options(cfg.data)
+    assert list(kwargs) == list(_old_options(cfg.data))  # same order too
     assert registry.loader_options(cfg.data) == kwargs
-    assert list(registry.loader_options(cfg.data)) == list(kwargs)  # same order too
 
 
 def test_loader_options_duck_typed():

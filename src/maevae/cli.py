@@ -66,6 +66,8 @@ def _add_common(p: argparse.ArgumentParser, data_root: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from maevae.data.registry import dataset_help
+
     parser = _Parser(
         prog="maevae",
         description="VAEs with mutual posterior-divergence regularization (MAE, ICLR 2019): "
@@ -82,9 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="RUN_DIR", help="new run directory")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     p.add_argument("--dataset", metavar="NAME",
-                   help="shortcut for --set data.name=NAME (mnist, fashion_mnist, digits, "
-                        "omniglot, omniglot_mat, cifar10, folder); with folder, --data-root is "
-                        "the image folder itself")
+                   help=f"shortcut for --set data.name=NAME ({dataset_help()}); with folder, "
+                        "--data-root is the image folder itself")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set train.max_epochs=1 (repeatable)")
     p.add_argument("--seed", type=int, help="override the seed")
@@ -172,13 +173,12 @@ def cmd_info(args) -> None:
 def image_shape_for(cfg, data_root: str | None = None) -> tuple[int, int, int]:
     """[C, H, W] of the configured dataset without loading it (folder: data.image_size, else
     the common size in the image files' headers; grey when binarised, else RGB)."""
-    known = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "omniglot": (1, 28, 28),
-             "omniglot_mat": (1, 28, 28), "digits": (1, 8, 8), "cifar10": (3, 32, 32)}
-    if cfg.data.name in known:
-        return known[cfg.data.name]
+    from maevae.data.registry import image_shape
+
+    shape = image_shape(cfg.data.name, cfg.data.binarize, cfg.data.image_size)
+    if shape is not None:
+        return shape
     c = 1 if cfg.data.binarize else 3
-    if cfg.data.image_size is not None:
-        return (c, *cfg.data.image_size)
     from maevae.data import resolve_data_root, root_is_explicit
     from maevae.data.folder import infer_image_size
 
