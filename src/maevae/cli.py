@@ -196,10 +196,10 @@ def image_shape_for(cfg, data_root: str | None = None) -> tuple[int, int, int]:
 
 
 def cmd_train(args) -> None:
-    from maevae.config import dump_yaml, load_config
+    from maevae.config import load_config
     from maevae.device import resolve_device
     from maevae.runs.directory import RunDir
-    from maevae.runs.load import load_run_config, load_run_data
+    from maevae.runs.load import load_run_config, load_run_data, new_run
     from maevae.train.distributed import barrier, init_distributed
     from maevae.train.trainer import Trainer
 
@@ -245,9 +245,7 @@ def cmd_train(args) -> None:
     # there leaves nothing behind
     trainer = Trainer(cfg, data, run, device, dist, progress=not args.no_progress)
     if not args.resume and dist.is_main:
-        run.create(dump_yaml(cfg), {"image_shape": list(data.image_shape),
-                                    "dataset": data.name, "data_notes": data.notes,
-                                    "sizes": list(data.sizes())})
+        new_run(run, cfg, data)
     barrier(dist)
     if dist.is_main:
         print(f"{data.summary()}; run directory {run.path}")

@@ -14,13 +14,12 @@ from pathlib import Path
 
 import torch
 
-from maevae.config import dump_yaml, load_config
-from maevae.data import load_dataset
+from maevae.config import load_config
 from maevae.device import resolve_device
 from maevae.evaluate.generate import reconstruct_images, sample_images
 from maevae.evaluate.nll import evaluate_run
-from maevae.runs.directory import RunDir
 from maevae.runs.files import atomic_write_text
+from maevae.runs.load import load_run_data, new_run
 from maevae.train.trainer import Trainer
 
 PRESETS = {"VLAE": "tiny/digits_vlae", "MAE": "tiny/digits_mae"}
@@ -33,11 +32,8 @@ def _train_one(label: str, preset: str, out: Path, device: torch.device, progres
     from maevae.evaluate.figures import save_image_grid, save_reconstruction_grid
 
     cfg = load_config(preset)
-    data = load_dataset(cfg.data.name, None, split=cfg.data.split, seed=cfg.seed,
-                        n_val=cfg.data.n_val)
-    run = RunDir(out / label.lower())
-    run.create(dump_yaml(cfg), {"image_shape": list(data.image_shape), "dataset": data.name,
-                                "data_notes": data.notes, "sizes": list(data.sizes())})
+    data = load_run_data(cfg, None)
+    run = new_run(out / label.lower(), cfg, data)
     log(f"[{label}] training {preset} on {data.summary()}")
     t0 = time.time()
     trainer = Trainer(cfg, data, run, device, progress=progress, log=log)

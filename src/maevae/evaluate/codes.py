@@ -26,9 +26,8 @@ from tqdm.auto import tqdm
 from maevae.data.transforms import model_inputs
 from maevae.device import resolve_device
 from maevae.errors import MaevaeError
-from maevae.runs.directory import RunDir
 from maevae.runs.files import atomic_write_text, sha256_bytes, tensors_to_bytes
-from maevae.runs.load import load_run_config, load_run_data, load_trained_model
+from maevae.runs.load import load_run
 
 LATENTS = ("mu", "mean50", "sample")
 LATENT_TITLES = {
@@ -139,10 +138,9 @@ def run_codes(run_dir, data_root: str | None = None, device: torch.device | None
         raise MaevaeError(f"--latent {latent!r}: choose one of {', '.join(LATENTS)}")
     if _loaded is None:
         device = device or resolve_device("auto")
-        run = RunDir(run_dir)
-        cfg = load_run_config(run)
-        model, best = load_trained_model(run, cfg, device)
-        data = load_run_data(cfg, data_root)
+        opened = load_run(run_dir, device)
+        run, cfg, model, best = opened.dir, opened.config, opened.model, opened.best
+        data = opened.load_data(data_root)
     else:
         run, cfg, model, best, data = _loaded
         device = device or next(model.parameters()).device

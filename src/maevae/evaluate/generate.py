@@ -8,28 +8,23 @@ import torch
 
 from maevae.data.transforms import model_inputs, to_unit
 from maevae.device import autocast
-from maevae.runs.directory import RunDir
-from maevae.runs.load import load_run_config, load_run_data, load_trained_model
+from maevae.runs.load import load_run
 
 
 @torch.no_grad()
 def sample_images(run_dir: str | Path, device: torch.device, n: int, seed: int) -> torch.Tensor:
-    run = RunDir(run_dir)
-    cfg = load_run_config(run)
-    model, _ = load_trained_model(run, cfg, device)
+    run = load_run(run_dir, device)
     g = torch.Generator(device=device).manual_seed(seed)
     with autocast(device, "fp32"):
-        x = model.sample(n, generator=g)
-    return to_unit(x, cfg.data.binarize)
+        x = run.model.sample(n, generator=g)
+    return to_unit(x, run.config.data.binarize)
 
 
 @torch.no_grad()
 def reconstruct_images(run_dir: str | Path, data_root: str | None, device: torch.device,
                        n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    run = RunDir(run_dir)
-    cfg = load_run_config(run)
-    model, _ = load_trained_model(run, cfg, device)
-    data = load_run_data(cfg, data_root)
-    x = model_inputs(data.test_x[:n], cfg.data.binarize).to(device)  # thresholded at 0.5
-    return to_unit(x, cfg.data.binarize), to_unit(model.reconstruct(x), cfg.data.binarize)
+    run = load_run(run_dir, device)
+    binarize = run.config.data.binarize
+    x = model_inputs(run.load_data(data_root).test_x[:n], binarize).to(device)  # thresholded
+    return to_unit(x, binarize), to_unit(run.model.reconstruct(x), binarize)
 

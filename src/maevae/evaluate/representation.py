@@ -76,9 +76,8 @@ from maevae.evaluate.codes import LATENT_TITLES, LATENTS, run_codes
 from maevae.evaluate.compare import paper_key_for
 from maevae.evaluate.probes import CLASSIFIERS, label_subset, probe_suite
 from maevae.evaluate.report import render_run_report
-from maevae.runs.directory import RunDir
 from maevae.runs.files import atomic_write_text
-from maevae.runs.load import load_run_config, load_run_data, load_trained_model
+from maevae.runs.load import load_run
 from maevae.runs.results import read_eval_json
 
 __all__ = [
@@ -242,10 +241,9 @@ def run_probes(
         if figures and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise MaevaeError(f"{name}={v!r}: the figures need at least 1 image")
     device = device or resolve_device("auto")
-    run = RunDir(run_dir)
-    cfg = load_run_config(run)
-    model, best = load_trained_model(run, cfg, device)  # raises when there is no model
-    data = load_run_data(cfg, data_root)
+    opened = load_run(run_dir, device)  # raises when there is no model
+    run, cfg, model, best = opened.dir, opened.config, opened.model, opened.best
+    data = opened.load_data(data_root)
     if data.train_y is None or data.test_y is None:
         raise MaevaeError(f"dataset {data.name} has no labels: clustering accuracy and the "
                           "probes need labelled training and test images")
