@@ -76,9 +76,14 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def autocast(device: torch.device, precision: str):
     """bf16 autocast (AMX on CPU, tensor cores on GPU) or a disabled context for fp32."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return full_precision(device)
+    return autocast_to(device, torch.bfloat16 if precision == "bf16" else None)
+
+
+def autocast_to(device: torch.device | str, dtype: torch.dtype | None):
+    """Autocast to ``dtype``; ``None`` is fp32 (autocast off, also inside an outer one)."""
+    if dtype is None:
+        return full_precision(device)
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
 def full_precision(device: torch.device | str):

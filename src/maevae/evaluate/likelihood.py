@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from maevae.device import full_precision
+from maevae.device import autocast_to
 from maevae.models.vae import VAE
 
 
@@ -63,7 +63,7 @@ def importance_sampled_batch(model: VAE, x: torch.Tensor, k: int, chunk: int = 5
         # the flow prior stays fp32: its log-density is a sum over D dimensions of
         # log-scales and loses up to nats per sample in bf16 (BENCHMARKS.md), at ~1% of the cost
         log_pz = model.prior.log_prob(z)  # [c, B]
-        with _autocast(x.device, autocast_dtype):
+        with autocast_to(x.device, autocast_dtype):
             log_px = model.decoder.log_prob(x, z).float()  # [c, B]
         log_w = (log_px + log_pz - log_q).double()  # [c, B]
         lse1 = _lse_update(lse1, log_w)
@@ -81,12 +81,6 @@ def importance_sampled_batch(model: VAE, x: torch.Tensor, k: int, chunk: int = 5
     kl = sum_kl / k
     return LikelihoodResult(nll=-log_mean_w, nll_mc_stderr=stderr, elbo=recon + kl,
                             recon=recon, kl=kl)
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return full_precision(device)
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def iterate_batches(x: torch.Tensor, k: int, chunk: int) -> Iterator[slice]:
