@@ -8,7 +8,7 @@ For each (decoder, dtype) it builds the model (random binary 28×28 data, seeded
 the batch) and measures, **interleaving the variants round by round** so that a shared,
 noisy machine affects them alike (medians over the timed rounds):
 
-* training img/s: batch 100, one full step ``model.terms(x, 1)`` -> ``mae_loss`` (eta 1,
+* training img/s: batch 100, one full step ``model.terms(x, 1)`` -> ``training_loss`` (eta 1,
   gamma 0.5) -> backward -> ``clip_grad_norm_(5)`` -> Adam step;
 * IS-likelihood samples/s: ``importance_sampled_nll`` with K samples (default 512) of one
   image, and the fp32/bf16 NLL difference on the same samples;
@@ -61,7 +61,7 @@ from maevae.models.vae import build_model
 from maevae.nn import causal
 from maevae.nn import weightnorm as wn
 from maevae.nn.masked import MaskedConv2d
-from maevae.objectives import mae_loss
+from maevae.objectives import training_loss
 
 IMAGE_SHAPE = (1, 28, 28)
 BATCH = 100
@@ -163,7 +163,7 @@ class Trainer:
         model.train()
         with prec.autocast_context(self.x.device, self.dtype):
             t = model.terms(self.x, 1)
-        lt = mae_loss(t.recon.float(), t.kl.float(), t.mu.float(), t.logvar.float(),
+        lt = training_loss(t.recon.float(), t.kl.float(), t.mu.float(), t.logvar.float(),
                       self.objective, self.dims)
         self.opt.zero_grad(set_to_none=True)
         lt.loss.backward()

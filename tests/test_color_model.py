@@ -13,7 +13,7 @@ from maevae.models.color import (
     build_color_model,
 )
 from maevae.models.vae import VAE, build_model, count_parameters
-from maevae.objectives import mae_loss
+from maevae.objectives import training_loss as mae_loss
 
 CIFAR_PRESETS = ["cifar10/mae_eta0.5_gamma1.5", "cifar10/mae_eta0.5_gamma2.0",
                  "cifar10/mae_eta1.0_gamma2.0", "cifar10/vlae"]

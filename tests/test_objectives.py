@@ -11,10 +11,12 @@ from maevae.config import ObjectiveConfig
 from maevae.distributions import DiagGaussian, gaussian_log_prob, kl_diag_gaussian_standard_normal
 from maevae.objectives import (
     free_bits_threshold,
-    mae_loss,
     pairwise_kl,
     pairwise_total_kl,
     posterior_divergence,
+)
+from maevae.objectives import (
+    training_loss as mae_loss,
 )
 
 

@@ -151,9 +151,10 @@ class LossTerms:
         return {k: float(v.detach()) for k, v in self.__dict__.items()}
 
 
-def mae_loss(recon: torch.Tensor, kl: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-             cfg: ObjectiveConfig, data_dims: int, free_bits: bool = True) -> LossTerms:
-    """loss = mean_b recon_b + max(mean_b kl_b, FB) + eta * L_diverse + gamma * STD.
+def training_loss(recon: torch.Tensor, kl: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+                  cfg: ObjectiveConfig, data_dims: int, free_bits: bool = True) -> LossTerms:
+    """The loss of one step, VLAE or MAE: mean_b recon_b + max(mean_b kl_b, FB) + eta·L_diverse
+    + gamma·STD (eta = gamma = 0: the plain (V)LAE ELBO with free bits).
 
     recon, kl: [B] per-example terms; mu, logvar: [B, D]. The regularizers are added to the
     per-example ELBO without any further scaling, as in the authors' code (SPEC §2.9).

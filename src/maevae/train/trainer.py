@@ -28,7 +28,7 @@ from maevae.data.transforms import data_dims, evaluation_inputs, redraw_dynamic,
 from maevae.device import at_least_fp32, autocast, maybe_compile_decoder
 from maevae.errors import MaevaeError
 from maevae.models.vae import VAE, build_model
-from maevae.objectives import LossTerms, mae_loss
+from maevae.objectives import LossTerms, training_loss
 from maevae.runs.directory import RunDir
 from maevae.runs.optimizer_state import optimizer_from_tensors, optimizer_to_tensors
 from maevae.statistics import batch_statistics
@@ -58,7 +58,7 @@ def compute_loss(net: torch.nn.Module, x: torch.Tensor, eps: torch.Tensor, cfg: 
     mu = all_gather_grad(at_least_fp32(terms.mu), dist)  # [B, D]
     logvar = all_gather_grad(at_least_fp32(terms.logvar), dist)
     kl = all_gather_grad(at_least_fp32(terms.kl), dist)  # [B]
-    return mae_loss(at_least_fp32(terms.recon), kl, mu, logvar, cfg.objective, dims)
+    return training_loss(at_least_fp32(terms.recon), kl, mu, logvar, cfg.objective, dims)
 
 
 def _tensorboard_writer(folder):
