@@ -1,0 +1,104 @@
+"""Making and opening run directories: one place for every entry point.
+
+* :func:`new_run` — a new run directory for a config and its dataset (``config.yaml`` and
+  ``run.json``), used by ``maevae train``, ``maevae run`` and the tests;
+* :func:`load_run` — a trained run: its directory, config and best (EMA) model, as a
+  :class:`Run`; :func:`load_run_config`, :func:`load_run_data` and
+  :func:`load_trained_model` are its parts (``--resume`` needs the config and data only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from maevae.config import RunConfig, dump_yaml, from_dict
+from maevae.data import ImageSplits, load_dataset
+from maevae.data.registry import loader_options
+from maevae.device import resolve_device
+from maevae.errors import ConfigError
+from maevae.models.vae import VAE, build_model
+from maevae.runs.directory import RunDir
+
+
+def load_run_config(run: RunDir) -> RunConfig:
+    import yaml
+
+    run.meta()
+    try:
+        return from_dict(yaml.safe_load(run.config_yaml()))
+    except ConfigError as e:
+        raise ConfigError(f"{run.path / 'config.yaml'}: {e}") from None
+    except yaml.YAMLError:  # also python/object tags, which safe_load refuses
+        raise ConfigError(f"{run.path / 'config.yaml'} is not valid YAML (or holds tags that "
+                          "are not plain data); restore the run's config.yaml") from None
+
+
+def load_run_data(cfg: RunConfig, data_root: str | None) -> ImageSplits:
+    """The run's dataset: :class:`~maevae.config.DataConfig` -> ``load_dataset`` options
+    (:func:`maevae.data.registry.loader_options`).
+
+    Folder datasets are read as grey when the run binarises (the binary PixelCNN) and as RGB
+    otherwise (the PixelCNN++ colour model; grey images are replicated to three channels).
+    """
+    d = cfg.data
+    opts = loader_options(d)
+    return load_dataset(d.name, data_root, split=d.split, seed=cfg.seed, n_val=d.n_val, **opts)
+
+
+def load_trained_model(run: RunDir, cfg: RunConfig, device: torch.device) -> tuple[VAE, dict]:
+    meta = run.meta()
+    tensors, best = run.load_best()
+    model = build_model(cfg.model, tuple(meta["image_shape"])).to(device)
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError:
+        raise ConfigError(f"the model in {run.best_dir} does not match {run.path}/config.yaml; "
+                          "restore the original config.yaml") from None
+    model.eval()
+    return model, best
+
+
+def run_meta(data: ImageSplits) -> dict:
+    """The ``run.json`` fields that describe the data a run is trained on."""
+    return {"image_shape": list(data.image_shape), "dataset": data.name,
+            "data_notes": data.notes, "sizes": list(data.sizes())}
+
+
+def new_run(run: RunDir | str | Path, cfg: RunConfig, data: ImageSplits) -> RunDir:
+    """Create the run directory for ``cfg`` trained on ``data`` (``config.yaml`` holding the
+    resolved config, ``run.json``); refuses a folder that holds another run."""
+    run = run if isinstance(run, RunDir) else RunDir(run)
+    run.create(dump_yaml(cfg), run_meta(data))
+    return run
+
+
+@dataclass
+class Run:
+    """A trained run, opened: its directory, its config and its best (EMA) model, in eval
+    mode on the device it was loaded to. ``best`` is ``best/meta.json`` (epoch, step,
+    validation statistics, the weights' sha256)."""
+
+    dir: RunDir
+    config: RunConfig
+    model: VAE
+    best: dict
+
+    @property
+    def path(self) -> Path:
+        return self.dir.path
+
+    def load_data(self, data_root: str | None = None) -> ImageSplits:
+        """The run's dataset (see :func:`load_run_data`)."""
+        return load_run_data(self.config, data_root)
+
+
+def load_run(path: str | Path, device: torch.device | str | None = None) -> Run:
+    """Open the trained run in ``path`` (``device``: default ``auto``)."""
+    run = RunDir(path)
+    cfg = load_run_config(run)
+    device = resolve_device("auto") if device is None else torch.device(device)
+    model, best = load_trained_model(run, cfg, device)
+    return Run(run, cfg, model, best)
