@@ -1,0 +1,318 @@
+"""Run directories and crash-safe checkpoints (safetensors + JSON; nothing is unpickled).
+
+Layout of a run directory::
+
+    config.yaml            the fully resolved config
+    run.json               format version, maevae version, image shape, data notes
+    metrics.jsonl          one JSON object per logged step / epoch
+    checkpoints/step-00000600/   model.safetensors, ema.safetensors, optim.safetensors,
+                                 state.json (counters, schedule, sha256 of every file
+                                 and of its own content)
+    best/                  model.safetensors (EMA weights) + meta.json (with sha256s)
+    eval.json              written by ``maevae eval``
+
+Every checkpoint is written to a temporary folder, each file flushed and fsync'ed, then
+renamed into place (and the parent folder fsync'ed), so a crash leaves either the old or
+the new checkpoint, never a half-written one. On load every file's sha256 is checked; a
+corrupt newest checkpoint is reported in one line and the previous valid one is used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as st_load
+
+from maevae import __version__
+from maevae.errors import CheckpointError
+from maevae.fsutil import fsync_dir
+from maevae.runs import files as run_files  # called through the module: one patch reaches all
+from maevae.runs.files import SignedJsonError, read_signed_json, sha256_bytes, signed_json
+
+# Run directories record this; a run written by an incompatible format is refused on load.
+RUN_FORMAT_VERSION = 1
+CKPT_PREFIX = "step-"
+
+
+class RunDir:
+    """A run directory: config, metrics, checkpoints, best model, evaluation."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.ckpt_dir = self.path / "checkpoints"
+        self.best_dir = self.path / "best"
+
+    # ----------------------------------------------------------------- creation / metadata
+    def _is_interrupted_create(self) -> bool:
+        """What a ``create`` killed before run.json was written leaves behind: such a folder
+        holds no run yet and may be used again."""
+        if (self.path / "run.json").exists():
+            return False
+        for p in self.path.iterdir():
+            if p.name == "checkpoints" and p.is_dir() and not any(p.iterdir()):
+                continue
+            if p.name == "config.yaml" or (p.name.startswith((".config.yaml.tmp-",
+                                                              ".run.json.tmp-"))):
+                continue
+            return False
+        return True
+
+    def check_new(self) -> None:
+        """CheckpointError unless the folder is absent, empty, or the leftover of a new run
+        that was killed before it was set up (nothing of another run is ever overwritten)."""
+        if self.path.exists() and not self.path.is_dir():
+            raise CheckpointError(f"--out {self.path} is a file, not a folder; choose a new "
+                                  "--out")
+        anc = self.path.absolute()
+        while not anc.exists() and anc != anc.parent:
+            anc = anc.parent
+        if not anc.is_dir():
+            raise CheckpointError(f"cannot create run directory {self.path}: {anc} is a file, "
+                                  "not a folder; choose another --out")
+        if not os.access(anc, os.W_OK | os.X_OK):
+            raise CheckpointError(f"cannot create run directory {self.path}: {anc} is not "
+                                  "writable; choose a writable --out")
+        if self.path.is_dir() and any(self.path.iterdir()) and not self._is_interrupted_create():
+            raise CheckpointError(f"run directory {self.path} is not empty (it holds another run"
+                                  "); choose a new --out, or continue it with "
+                                  f"`maevae train --resume {self.path}`")
+
+    def create(self, config_yaml: str, meta: dict) -> None:
+        self.check_new()
+        try:
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CheckpointError(f"cannot create run directory {self.path}: "
+                                  f"{e.strerror or e}; choose a writable --out") from None
+        if not os.access(self.path, os.W_OK):
+            raise CheckpointError(f"run directory {self.path} is not writable; choose a "
+                                  "writable --out")
+        run_files.atomic_write_text(self.path / "config.yaml", config_yaml)
+        meta = {"format_version": RUN_FORMAT_VERSION, "maevae_version": __version__,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **meta}
+        run_files.atomic_write_text(self.path / "run.json", json.dumps(meta, indent=2))
+
+    def meta(self) -> dict:
+        p = self.path / "run.json"
+        if not self.path.is_dir():
+            raise CheckpointError(f"run directory {self.path} does not exist")
+        if not p.exists():
+            raise CheckpointError(f"{self.path} is not a maevae run directory (no run.json); "
+                                  "pass the folder given to `maevae train --out`")
+        try:
+            meta = json.loads(p.read_text())
+        except (OSError, ValueError):
+            raise CheckpointError(f"{p} is corrupt (not JSON); the run directory cannot be "
+                                  "used") from None
+        version = meta.get("format_version")
+        if version != RUN_FORMAT_VERSION:
+            raise CheckpointError(f"run directory {self.path} was written by an incompatible "
+                                  f"maevae (run format {version!r}, this version reads "
+                                  f"{RUN_FORMAT_VERSION}); retrain or use a matching maevae")
+        return meta
+
+    def config_yaml(self) -> str:
+        p = self.path / "config.yaml"
+        if not p.exists():
+            raise CheckpointError(f"{p} is missing; the run directory is incomplete")
+        return p.read_text()
+
+    # ------------------------------------------------------------------------- metrics
+    def append_metrics(self, row: dict) -> None:
+        with open(self.path / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def read_metrics(self) -> list[dict]:
+        p = self.path / "metrics.jsonl"
+        if not p.exists():
+            return []
+        rows = []
+        for line in p.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut by a crash
+        return rows
+
+    def truncate_metrics(self, step: int) -> None:
+        """On resume: drop rows logged after the checkpoint being resumed."""
+        rows = [r for r in self.read_metrics() if r.get("step", 0) <= step]
+        run_files.atomic_write_text(self.path / "metrics.jsonl",
+                                    "".join(json.dumps(r) + "\n" for r in rows))
+
+    # --------------------------------------------------------------------- checkpoints
+    def save_checkpoint(self, step: int, files: dict[str, dict[str, torch.Tensor]], state: dict,
+                        keep: int) -> Path:
+        final = self.ckpt_dir / f"{CKPT_PREFIX}{step:08d}"
+        tmp = self.ckpt_dir / f".tmp-{CKPT_PREFIX}{step:08d}-{os.getpid()}"
+        old = self.ckpt_dir / f".old-{CKPT_PREFIX}{step:08d}-{os.getpid()}"
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            sums = {}
+            for name, tensors in files.items():
+                data = run_files.tensors_to_bytes(tensors)
+                run_files.write_bytes_durable(tmp / f"{name}.safetensors", data)
+                sums[f"{name}.safetensors"] = sha256_bytes(data)
+            body = signed_json({**state, "step": step, "sha256": sums})
+            run_files.write_bytes_durable(tmp / "state.json", body)
+            fsync_dir(tmp)
+            if final.exists():  # re-saving a step: move the old copy aside, never delete first
+                shutil.rmtree(old, ignore_errors=True)
+                os.rename(final, old)
+            os.rename(tmp, final)
+            fsync_dir(self.ckpt_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if old.exists() and not final.exists():
+                os.rename(old, final)  # keep the previous copy of this step
+            raise CheckpointError(f"cannot write checkpoint in {self.ckpt_dir}: "
+                                  f"{e.strerror or e}; free disk space or fix permissions, then "
+                                  f"resume with `maevae train --resume {self.path}`") from None
+        self._prune(keep, final)
+        return final
+
+    def _prune(self, keep: int, newest: Path) -> None:
+        # count only checkpoints up to the one just written: a corrupt "newer" one left from
+        # before a fallback must not push valid ones out (it is replaced when training gets
+        # there again)
+        ckpts = [p for p in self.checkpoint_paths() if p.name <= newest.name]
+        for old in ckpts[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        self._recover_interrupted()
+
+    def _recover_interrupted(self) -> None:
+        """Undo what a process killed inside a save left behind: its half-written temporary
+        folders are dropped; a checkpoint or best model it had moved aside but not yet
+        replaced is put back. Only the process that trains the run calls this (a concurrent
+        reader must not touch another process's temporary folders)."""
+        mine = f"-{os.getpid()}"
+        for tmp in [*self.ckpt_dir.glob(".tmp-*"), *self.path.glob(".best.tmp-*")]:
+            if not tmp.name.endswith(mine):
+                shutil.rmtree(tmp, ignore_errors=True)
+        for old in sorted([*self.ckpt_dir.glob(".old-*"), *self.path.glob(".best.old-*")]):
+            if old.name.endswith(mine):
+                continue
+            if old.name.startswith(".best."):
+                target = self.best_dir
+            else:  # .old-step-00000600-<pid>
+                target = self.ckpt_dir / old.name.removeprefix(".old-").rsplit("-", 1)[0]
+            if not target.exists():
+                try:
+                    os.rename(old, target)
+                    continue
+                except OSError:
+                    pass
+            shutil.rmtree(old, ignore_errors=True)
+
+    def checkpoint_paths(self) -> list[Path]:
+        if not self.ckpt_dir.is_dir():
+            return []
+        return sorted(p for p in self.ckpt_dir.iterdir()
+                      if p.is_dir() and p.name.startswith(CKPT_PREFIX))
+
+    @staticmethod
+    def read_checkpoint(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict]:
+        """Verify and load one checkpoint folder; CheckpointError if anything is off."""
+        try:
+            state = read_signed_json(path / "state.json")
+        except SignedJsonError:
+            raise CheckpointError(f"checkpoint {path.name}: state.json is corrupted (checksum "
+                                  "mismatch)") from None
+        except (OSError, ValueError):
+            raise CheckpointError(f"checkpoint {path.name}: state.json missing or corrupt"
+                                  ) from None
+        sums = state.get("sha256")
+        if not isinstance(sums, dict) or not sums:
+            raise CheckpointError(f"checkpoint {path.name}: no checksums in state.json")
+        files = {}
+        for fname, digest in sums.items():
+            if "/" in fname or not fname.endswith(".safetensors"):
+                raise CheckpointError(f"checkpoint {path.name}: unexpected file {fname!r}")
+            try:
+                data = (path / fname).read_bytes()
+            except OSError:
+                raise CheckpointError(f"checkpoint {path.name}: {fname} is missing") from None
+            if sha256_bytes(data) != digest:
+                raise CheckpointError(f"checkpoint {path.name}: {fname} is truncated or "
+                                      "corrupted (checksum mismatch)")
+            try:
+                files[fname.removesuffix(".safetensors")] = st_load(data)
+            except Exception:
+                raise CheckpointError(f"checkpoint {path.name}: {fname} is not a valid "
+                                      "safetensors file") from None
+        return files, state
+
+    def load_latest_checkpoint(self, warn=None) -> tuple[dict, dict] | None:
+        """The newest checkpoint that verifies; corrupt newer ones are reported (one line
+        each) and skipped. None when there is no checkpoint at all (a run killed before its
+        first one); CheckpointError when there are checkpoints but none verifies — starting
+        over silently could throw away days of training."""
+        warn = warn or (lambda m: print(f"maevae: warning: {m}", file=sys.stderr))
+        self._recover_interrupted()
+        paths = self.checkpoint_paths()
+        for path in reversed(paths):
+            try:
+                return self.read_checkpoint(path)
+            except CheckpointError as e:
+                warn(f"{e}; falling back to the previous checkpoint")
+        if paths:
+            raise CheckpointError(f"none of the {len(paths)} checkpoint(s) in {self.ckpt_dir} "
+                                  "is valid (all truncated or corrupted); restore them from a "
+                                  f"backup, or delete {self.ckpt_dir} to train from the start")
+        return None
+
+    # -------------------------------------------------------------------------- best
+    def save_best(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        data = run_files.tensors_to_bytes(tensors)
+        tmp = self.path / f".best.tmp-{os.getpid()}"
+        old = self.path / f".best.old-{os.getpid()}"
+        self._recover_interrupted()
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            run_files.write_bytes_durable(tmp / "model.safetensors", data)
+            body = signed_json({**meta, "sha256": sha256_bytes(data)})
+            run_files.write_bytes_durable(tmp / "meta.json", body)
+            fsync_dir(tmp)
+            if self.best_dir.exists():
+                os.rename(self.best_dir, old)
+            os.rename(tmp, self.best_dir)
+            shutil.rmtree(old, ignore_errors=True)
+            fsync_dir(self.path)
+        except OSError as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if old.exists() and not self.best_dir.exists():
+                os.rename(old, self.best_dir)  # keep the previous best model
+            raise CheckpointError(f"cannot write the best model in {self.path}: "
+                                  f"{e.strerror or e}; free disk space or fix permissions"
+                                  ) from None
+
+    def load_best(self) -> tuple[dict[str, torch.Tensor], dict]:
+        meta_p, model_p = self.best_dir / "meta.json", self.best_dir / "model.safetensors"
+        if not model_p.exists() or not meta_p.exists():
+            raise CheckpointError(f"{self.path} has no trained model yet (best/ is missing); "
+                                  f"train it first or resume with `maevae train --resume "
+                                  f"{self.path}`")
+        try:
+            meta = read_signed_json(meta_p)
+        except SignedJsonError:
+            raise CheckpointError(f"{meta_p} is truncated or corrupted (checksum mismatch); "
+                                  "retrain or restore it from a backup") from None
+        except (OSError, ValueError):
+            raise CheckpointError(f"{meta_p} is corrupt (not JSON)") from None
+        data = model_p.read_bytes()
+        if sha256_bytes(data) != meta.get("sha256"):
+            raise CheckpointError(f"{model_p} is truncated or corrupted (checksum mismatch); "
+                                  "retrain or restore it from a backup")
+        try:
+            return st_load(data), meta
+        except Exception:
+            raise CheckpointError(f"{model_p} is not a valid safetensors file") from None
