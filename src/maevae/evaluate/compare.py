@@ -18,7 +18,7 @@ from maevae.evaluate.paper_numbers import PAPER
 from maevae.evaluate.report import render_comparison, render_representation_tables
 from maevae.runs.directory import RunDir
 from maevae.runs.load import load_run_config
-from maevae.runs.results import read_eval_json
+from maevae.runs.results import EVAL_FILE, read_results
 
 _PAPER_DATASETS = {"mnist": ("mnist",), "omniglot": ("omniglot", "omniglot_mat"),
                    "cifar10": ("cifar10",)}
@@ -63,11 +63,11 @@ def paper_key_for(cfg) -> str | None:
 def _load_evaluated(run_dir) -> tuple:
     run = RunDir(run_dir)
     cfg = load_run_config(run)  # raises for a folder that is not a run directory
-    path = run.path / "eval.json"
+    path = run.path / EVAL_FILE
     if not path.exists():
         raise MaevaeError(f"{run.path} has no eval.json: evaluate it first with "
                           f"`maevae eval {run.path} --probes`")
-    return run, cfg, read_eval_json(path)
+    return run, cfg, read_results(path)
 
 
 def _names(runs: list, names: Sequence[str] | None) -> list[str]:
@@ -124,14 +124,16 @@ def compare_runs(run_dirs: Sequence, names: Sequence[str] | None = None) -> str:
     loaded = _load_many(run_dirs)
     labels = _names(loaded, names)
     keys = [paper_key_for(cfg) for _, cfg, _ in loaded]
-    text = render_comparison([(n, ev) for n, (_, _, ev) in zip(labels, loaded)], keys)
+    text = render_comparison([(n, ev.to_dict()) for n, (_, _, ev) in zip(labels, loaded)],
+                             keys)
     rows = ["| Model | run directory | config | dataset | best step | latent | probe runs | "
             "NLL samples × images | paper row |", "|---|---|---|---|---:|---|---:|---|---|"]
     for n, (run, cfg, ev), key in zip(labels, loaded, keys):
-        st = ev.get("probe_settings", {}) if isinstance(ev.get("probe_settings"), dict) else {}
-        nll = (f"{ev.get('nll_samples')} × {ev.get('nll_images')}"
-               if ev.get("nll_samples") is not None else "—")
-        rows.append(f"| {n} | {run.path} | {cfg.name} | {ev.get('dataset', cfg.data.name)} | "
+        st = ev.representation.probe_settings or {}
+        lik = ev.likelihood
+        nll = (f"{lik.nll_samples} × {lik.nll_images}" if lik.nll_samples is not None
+               else "—")
+        rows.append(f"| {n} | {run.path} | {cfg.name} | {ev.dataset or cfg.data.name} | "
                     f"{st.get('model_step', '—')} | {st.get('latent', '—')} | "
                     f"{st.get('runs', '—')} | {nll} | {key or '—'} |")
     return text.rstrip() + "\n\n## Runs\n\n" + "\n".join(rows) + "\n"
@@ -151,10 +153,10 @@ def probe_section(run_dirs: Sequence, names: Sequence[str] | None = None,
     run_dirs, names = _split_named(run_dirs, names)
     loaded = _load_many(run_dirs)
     for run, _, ev in loaded:
-        if "probes" not in ev and "clustering" not in ev:
+        if ev.representation.probes is None and ev.representation.clustering is None:
             raise MaevaeError(f"{run.path}/eval.json has no clustering or probe results: run "
                               f"`maevae eval {run.path} --probes` first")
     labels = _names(loaded, names)
     keys = [paper_key_for(cfg) for _, cfg, _ in loaded]
-    return render_representation_tables([(n, ev) for n, (_, _, ev) in zip(labels, loaded)],
-                                        keys, level)
+    return render_representation_tables(
+        [(n, ev.to_dict()) for n, (_, _, ev) in zip(labels, loaded)], keys, level)

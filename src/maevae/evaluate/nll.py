@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from maevae.config import RunConfig
 from maevae.data.transforms import data_dims, evaluation_inputs, redraw_dynamic
 from maevae.device import maybe_compile_decoder
-from maevae.errors import ConfigError
+from maevae.errors import ConfigError, MaevaeError
 from maevae.evaluate.likelihood import bits_per_dim, importance_sampled_batch, iterate_batches
 from maevae.models.vae import VAE
 from maevae.runs.directory import RunDir
@@ -33,6 +33,15 @@ from maevae.runs.files import (
     write_bytes_durable,
 )
 from maevae.runs.load import load_run_config, load_run_data, load_trained_model
+from maevae.runs.results import (
+    EVAL_FILE,
+    EvalResults,
+    Likelihood,
+    Representation,
+    TestStatistics,
+    read_results,
+    write_results,
+)
 from maevae.statistics import batch_statistics
 
 PARTIAL_EVERY_S = 30.0
@@ -110,6 +119,18 @@ def importance_sampled_test_nll(run: RunDir, model: VAE, x: torch.Tensor, cfg: R
     return out
 
 
+def _kept_representation(eval_path: Path) -> Representation:
+    """What a new evaluation keeps of an older eval.json: its clustering, probes,
+    diagnostics and figures (not its probe settings and timings, nor unknown keys). A file
+    that cannot be read or fails validation is replaced as a whole."""
+    try:
+        old = read_results(eval_path, missing_ok=True).representation
+    except MaevaeError:
+        return Representation()
+    return Representation(clustering=old.clustering, probes=old.probes,
+                          diagnostics=old.diagnostics, figures=old.figures)
+
+
 def _remove_partials(run: RunDir, keep: str | None = None) -> None:
     for p in [*run.path.glob("eval_partial-*.safetensors"), *run.path.glob(".eval_partial-*")]:
         if p.name != keep:
@@ -153,34 +174,27 @@ def evaluate_run(run_dir: str | Path, data_root: str | None, device: torch.devic
     n = x_nll.shape[0]
     nll = float(res["nll"].mean())
     dims = data_dims(data.image_shape)
-    out = {
-        "nll": nll,
-        "nll_stderr": float(res["nll"].std() / math.sqrt(n)) if n > 1 else 0.0,
-        "nll_mc_stderr": float(res["nll_mc_stderr"].pow(2).sum().sqrt() / n),
-        "nll_elbo": float(res["elbo"].mean()),
-        "elbo": stats["elbo"], "recon": stats["recon"], "kl": stats["kl"],
-        "mpd": stats["mpd"], "std": stats["std"],
-        "is_recon": float(res["recon"].mean()), "is_kl": float(res["kl"].mean()),
-        "bits_per_dim": bits_per_dim(nll, dims) if not cfg.data.binarize else None,
-        "nll_samples": k, "nll_images": n,
-        "test_copies": copies, "test_images": int(len(data.test_x)),
-        "stat_images": int(x_all.shape[0]), "stat_posterior_samples":
-            cfg.objective.kl_samples_eval, "stat_batch": cfg.train.eval_batch,
-        "precision": precision, "compiled": compiled, "best_epoch": best.get("epoch"),
-        "dataset": data.name, "data_notes": data.notes,
-        "seconds": {"statistics": round(t_stats, 2), "nll": round(t_nll, 2)},
-    }
-    eval_path = run.path / "eval.json"
-    old = {}
-    if eval_path.exists():
-        try:
-            old = json.loads(eval_path.read_text())
-        except ValueError:
-            old = {}
-    for keep in ("clustering", "probes", "diagnostics", "figures"):
-        if keep in old:
-            out[keep] = old[keep]
-    atomic_write_text(eval_path, json.dumps(out, indent=2))
+    lik = Likelihood(
+        nll=nll,
+        nll_stderr=float(res["nll"].std() / math.sqrt(n)) if n > 1 else 0.0,
+        nll_mc_stderr=float(res["nll_mc_stderr"].pow(2).sum().sqrt() / n),
+        nll_elbo=float(res["elbo"].mean()),
+        is_recon=float(res["recon"].mean()), is_kl=float(res["kl"].mean()),
+        bits_per_dim=bits_per_dim(nll, dims) if not cfg.data.binarize else None,
+        nll_samples=k, nll_images=n, test_copies=copies, test_images=int(len(data.test_x)),
+        precision=precision, compiled=compiled)
+    test_stats = TestStatistics(
+        elbo=stats["elbo"], recon=stats["recon"], kl=stats["kl"], mpd=stats["mpd"],
+        std=stats["std"], stat_images=int(x_all.shape[0]),
+        stat_posterior_samples=cfg.objective.kl_samples_eval, stat_batch=cfg.train.eval_batch)
+    eval_path = run.path / EVAL_FILE
+    results = EvalResults(
+        likelihood=lik, statistics=test_stats,
+        representation=_kept_representation(eval_path),
+        best_epoch=best.get("epoch"), dataset=data.name, data_notes=data.notes,
+        seconds={"statistics": round(t_stats, 2), "nll": round(t_nll, 2)})
+    write_results(eval_path, results)
+    out = results.to_dict()
     inputs = (f"{copies or 'dynamic'} binarised copies" if cfg.data.binarize
               else f"8-bit, {out['bits_per_dim']:.3f} bits/dim")
     log(f"test: NLL {nll:.2f} ± {out['nll_stderr']:.2f} nats (K={k}, {n} images, "

@@ -55,7 +55,7 @@ On scikit-learn's 8x8 digits (1,500 training + 297 test codes) the whole suite t
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 import math
 import os
 import time
@@ -78,7 +78,7 @@ from maevae.evaluate.probes import CLASSIFIERS, label_subset, probe_suite
 from maevae.evaluate.report import render_run_report
 from maevae.runs.files import atomic_write_text
 from maevae.runs.load import load_run
-from maevae.runs.results import read_eval_json
+from maevae.runs.results import EVAL_FILE, read_results, write_results
 
 __all__ = [
     "DEFAULT_KS",
@@ -261,8 +261,8 @@ def run_probes(
         raise MaevaeError(f"K-means K={too_big[0]} is larger than the {n_pool} training codes "
                           f"of {data.name}: use a smaller K")
     _validate_budgets(budgets, train_y, balanced)
-    eval_path = run.path / "eval.json"
-    read_eval_json(eval_path)  # a corrupt eval.json fails now, not after the long work
+    eval_path = run.path / EVAL_FILE
+    read_results(eval_path, missing_ok=True)  # a bad eval.json fails now, not after the work
     threads = cfg.train.num_threads if num_threads is None else num_threads
 
     timings: dict = {"torch_threads": int(threads or torch.get_num_threads()),
@@ -360,14 +360,16 @@ def run_probes(
                     "seed": int(seed), "n_init": int(n_init), "codes_file": info["file"],
                     "model_sha256": best.get("sha256"), "model_step": best.get("step"),
                     "model_epoch": best.get("epoch")}
-        ev = read_eval_json(eval_path)
-        ev.setdefault("dataset", data.name)
-        ev.setdefault("data_notes", data.notes)
+        ev = read_results(eval_path, missing_ok=True)
+        if ev.dataset is None:
+            ev.dataset = data.name
+        if ev.data_notes is None:
+            ev.data_notes = list(data.notes)
         added = {"clustering": clustering, "probes": probes, "diagnostics": diagnostics,
                  "probe_settings": settings}
-        ev.update(added)
-        ev.pop("figures", None)  # replaced below (or dropped when figures=False)
-        atomic_write_text(eval_path, json.dumps(ev, indent=2))
+        # figures: replaced below ({} when figures=False); probe_timings: the old ones until then
+        ev.representation = dataclasses.replace(ev.representation, **added, figures=None)
+        write_results(eval_path, ev)
 
         # 5. figures
         figs: dict[str, str] = {}
@@ -379,12 +381,12 @@ def run_probes(
         added["figures"] = figs
         timings["total_s"] = round(time.perf_counter() - t_start, 2)
         added["probe_timings"] = timings
-        ev = read_eval_json(eval_path)  # the numbers written above (and anything newer)
-        ev.update(added)
-        atomic_write_text(eval_path, json.dumps(ev, indent=2))
+        ev = read_results(eval_path)  # the numbers written above (and anything newer)
+        ev.representation = dataclasses.replace(ev.representation, **added)
+        write_results(eval_path, ev)
 
     # 6. report
-    report = _run_report(run, cfg, ev, figs, best)
+    report = _run_report(run, cfg, ev.to_dict(), figs, best)
     atomic_write_text(run.path / "report.md", report)
     log(f"wrote {eval_path}, {run.path / 'report.md'}"
         + (f" and {len(figs)} figures" if figs else "")

@@ -9,7 +9,7 @@ Layout of a run directory::
                                  state.json (counters, schedule, sha256 of every file
                                  and of its own content)
     best/                  model.safetensors (EMA weights) + meta.json (with sha256s)
-    eval.json              written by ``maevae eval``
+    eval.json              written by ``maevae eval`` (schema: :mod:`maevae.runs.results`)
 
 Every checkpoint is written to a temporary folder, each file flushed and fsync'ed, then
 renamed into place (and the parent folder fsync'ed), so a crash leaves either the old or

@@ -20,6 +20,7 @@ from safetensors.torch import save as st_save
 from maevae.errors import CheckpointError
 from maevae.fsutil import fsync_dir
 
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
