@@ -287,7 +287,8 @@ def cmd_eval(args) -> None:
     _check_data_root(args.data_root)
     device = resolve_device(args.device)
     if args.probes:  # bad probe options fail before the (long) likelihood evaluation
-        from maevae.evaluate.representation import run_probes, validate_probe_args
+        from maevae.evaluate.probe_options import validate_probe_args
+        from maevae.evaluate.representation import run_probes
 
         validate_probe_args(args.latent, args.runs, args.labels)
     out = evaluate_run(args.run_dir, args.data_root, device, args.nll_samples, args.precision,

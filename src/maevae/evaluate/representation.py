@@ -60,108 +60,31 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from maevae.data.transforms import model_inputs, to_unit
 from maevae.device import autocast, resolve_device
 from maevae.errors import MaevaeError
 from maevae.evaluate import diagnostics as diag
-from maevae.evaluate import figures as F
 from maevae.evaluate.clustering import clustering_suite
-from maevae.evaluate.codes import LATENT_TITLES, LATENTS, run_codes
-from maevae.evaluate.compare import paper_key_for
-from maevae.evaluate.probes import CLASSIFIERS, label_subset, probe_suite
-from maevae.evaluate.report import render_run_report
+from maevae.evaluate.codes import LATENT_TITLES, run_codes
+from maevae.evaluate.probe_options import (
+    DEFAULT_KS,
+    check_suite_args,
+    parse_label_budgets,
+    validate_budgets,
+)
+from maevae.evaluate.probes import CLASSIFIERS, probe_suite
+from maevae.evaluate.run_report import draw_figures, fmt_s, run_report
 from maevae.runs.files import atomic_write_text
 from maevae.runs.load import load_run
 from maevae.runs.results import EVAL_FILE, read_results, write_results
 
-__all__ = [
-    "DEFAULT_KS",
-    "parse_label_budgets",
-    "run_probes",
-    "validate_probe_args",
-]
+__all__ = ["run_probes"]
 
 POOLS = ("train+val", "train")
-DEFAULT_KS = (10, 20, 30)
-FIGURE_FILES = {
-    "tsne": "tsne.png",
-    "reconstructions": "reconstructions.png",
-    "samples": "samples.png",
-    "kl_per_dim": "kl_per_dim.png",
-}
-
-
-def parse_label_budgets(labels) -> list:
-    """``"100,1000,all"`` (or a sequence) -> ``[100, 1000, "all"]``; duplicates dropped.
-
-    Raises a one-line :class:`MaevaeError` for an empty list, a non-number, or a budget < 1.
-    """
-    if isinstance(labels, str):
-        parts: list = [p.strip() for p in labels.split(",")]
-        shown = labels
-    elif isinstance(labels, (int, np.integer)) and not isinstance(labels, bool):
-        parts, shown = [labels], str(labels)
-    else:
-        parts = list(labels)
-        shown = ",".join(str(p) for p in parts)
-    hint = "give comma-separated label budgets, e.g. --labels 100,1000,all"
-    out: list = []
-    for p in parts:
-        if isinstance(p, str):
-            if not p:
-                raise MaevaeError(f"--labels {shown!r}: empty entry; {hint}")
-            if p.lower() == "all":
-                v = "all"
-            else:
-                try:
-                    v = int(p)
-                except ValueError:
-                    raise MaevaeError(f"--labels {shown!r}: {p!r} is not a number of labels; "
-                                      f"{hint}") from None
-        elif isinstance(p, (int, np.integer)) and not isinstance(p, bool):
-            v = int(p)
-        else:
-            raise MaevaeError(f"--labels {shown!r}: {p!r} is not a number of labels; {hint}")
-        if v != "all" and v < 1:
-            raise MaevaeError(f"--labels {shown}: a label budget must be at least 1 "
-                              f"(got {v}); {hint}")
-        if v not in out:
-            out.append(v)
-    if not out:
-        raise MaevaeError(f"--labels {shown!r}: no budget given; {hint}")
-    return out
-
-
-def validate_probe_args(latent: str = "mu", runs: int = 5, labels="100,1000,all",
-                        ks: Sequence[int] = DEFAULT_KS) -> list:
-    """Check the probe options without touching the run; returns the parsed label budgets.
-
-    For command lines: call it before any long evaluation so that ``--labels 0`` or
-    ``--runs 0`` fails at once with a one-line :class:`MaevaeError`.
-    """
-    _check_args(latent, runs, ks)
-    return parse_label_budgets(labels)
-
-
-def _check_args(latent: str, runs, ks) -> list[int]:
-    if latent not in LATENTS:
-        raise MaevaeError(f"--latent {latent!r}: choose one of {', '.join(LATENTS)}")
-    if isinstance(runs, bool) or not isinstance(runs, (int, np.integer)) or runs < 1:
-        raise MaevaeError(f"--runs {runs}: use at least 1 run (the paper uses 5)")
-    out = []
-    for k in ks:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise MaevaeError(f"K-means K={k!r}: use positive integers such as 10, 20, 30")
-        out.append(int(k))
-    if not out:
-        raise MaevaeError("no K-means K given: use e.g. ks=(10, 20, 30)")
-    return out
 
 
 @contextlib.contextmanager
@@ -178,18 +101,6 @@ def _thread_limit(n: int | None):
             yield
     finally:
         torch.set_num_threads(old)
-
-
-def _fmt_s(s: float) -> str:
-    return f"{s:.2f} s" if s < 10 else f"{s:.1f} s"
-
-
-def _validate_budgets(budgets: list, labels: np.ndarray, balanced: bool) -> None:
-    for b in budgets:
-        try:
-            label_subset(labels, b, np.random.default_rng(0), balanced=balanced)
-        except MaevaeError as e:
-            raise MaevaeError(f"--labels {b}: {e}") from None
 
 
 def run_probes(
@@ -233,7 +144,7 @@ def run_probes(
     :class:`MaevaeError` before any expensive work.
     """
     t_start = time.perf_counter()
-    ks = _check_args(latent, runs, ks)
+    ks = check_suite_args(latent, runs, ks)
     budgets = parse_label_budgets(labels)
     if pool not in POOLS:
         raise MaevaeError(f"pool {pool!r}: choose one of {', '.join(POOLS)}")
@@ -260,7 +171,7 @@ def run_probes(
     if too_big:
         raise MaevaeError(f"K-means K={too_big[0]} is larger than the {n_pool} training codes "
                           f"of {data.name}: use a smaller K")
-    _validate_budgets(budgets, train_y, balanced)
+    validate_budgets(budgets, train_y, balanced)
     eval_path = run.path / EVAL_FILE
     read_results(eval_path, missing_ok=True)  # a bad eval.json fails now, not after the work
     threads = cfg.train.num_threads if num_threads is None else num_threads
@@ -298,7 +209,7 @@ def run_probes(
             log(f"  K={k}: test accuracy {100 * e['acc_test']['mean']:.1f} ± "
                 f"{100 * e['acc_test']['std']:.1f} % (nearest sample), "
                 f"{100 * e['acc_test_majority']['mean']:.1f} % (majority), NMI "
-                f"{e['nmi_test']['mean']:.3f}; {_fmt_s(e['wall_time_s'])}")
+                f"{e['nmi_test']['mean']:.3f}; {fmt_s(e['wall_time_s'])}")
         # 3. probes
         classifiers = [c for c in CLASSIFIERS if c != "svm_linear_libsvm"]
         log(f"probes: {', '.join(classifiers)} with {', '.join(map(str, budgets))} labels "
@@ -310,7 +221,7 @@ def run_probes(
         def on_result(name: str, key: str, entry: dict) -> None:
             bar.update(1)
             log(f"  {name:<10} {key:>5} labels: {100 * entry['acc_test']['mean']:.1f} ± "
-                f"{100 * entry['acc_test']['std']:.1f} %; {_fmt_s(entry['time_s']['mean'])} "
+                f"{100 * entry['acc_test']['std']:.1f} %; {fmt_s(entry['time_s']['mean'])} "
                 f"per run" + ("" if entry["converged"] else " [not converged]"))
 
         t0 = time.perf_counter()
@@ -351,7 +262,7 @@ def run_probes(
         log(f"diagnostics: {diagnostics['active_units']}/{mu.shape[1]} active units, "
             f"I(x;z) {mi.value:.2f} ± {mi.stderr:.2f} nats (bound log N = "
             f"{diagnostics['mutual_information_bound']:.2f}), MPD {mpd_std.mpd:.2f}, STD "
-            f"{mpd_std.std:.2f} (batches of 512); {_fmt_s(timings['diagnostics_s'])}")
+            f"{mpd_std.std:.2f} (batches of 512); {fmt_s(timings['diagnostics_s'])}")
 
         settings = {"latent": latent, "latent_description": LATENT_TITLES[latent],
                     "inputs": diagnostics["inputs"].replace("test ", ""), "runs": int(runs),
@@ -374,7 +285,7 @@ def run_probes(
         # 5. figures
         figs: dict[str, str] = {}
         if figures:
-            figs, fig_times = _draw_figures(run.path, cfg, model, data, device, arrays,
+            figs, fig_times = draw_figures(run.path, cfg, model, data, device, arrays,
                                             kl_per_dim, latent, n_samples, n_recon,
                                             tsne_points, tsne_iter, log, autocast)
             timings["figures_s"] = fig_times
@@ -386,104 +297,9 @@ def run_probes(
         write_results(eval_path, ev)
 
     # 6. report
-    report = _run_report(run, cfg, ev.to_dict(), figs, best)
+    report = run_report(run, cfg, ev.to_dict(), figs, best)
     atomic_write_text(run.path / "report.md", report)
     log(f"wrote {eval_path}, {run.path / 'report.md'}"
         + (f" and {len(figs)} figures" if figs else "")
-        + f" in {_fmt_s(timings['total_s'])}")
+        + f" in {fmt_s(timings['total_s'])}")
     return added
-
-
-def _draw_figures(run_path: Path, cfg, model, data, device, arrays, kl_per_dim, latent: str,
-                  n_samples: int, n_recon: int, tsne_points: int, tsne_iter: int, log,
-                  autocast) -> tuple[dict[str, str], dict[str, float]]:
-    figs: dict[str, str] = {}
-    times: dict[str, float] = {}
-
-    def timed(name: str, fn) -> None:
-        t0 = time.perf_counter()
-        fn(run_path / FIGURE_FILES[name])
-        times[name] = round(time.perf_counter() - t0, 2)
-        figs[name] = FIGURE_FILES[name]
-        log(f"figure: {FIGURE_FILES[name]} ({_fmt_s(times[name])})")
-
-    te, test_y = arrays["test_codes"], data.test_y
-    timed("tsne", lambda p: F.plot_tsne(
-        te, test_y, p, max_points=tsne_points, n_iter=tsne_iter,
-        title=f"t-SNE of test codes [{LATENT_TITLES[latent]}]"))
-
-    def recon(p):
-        x = model_inputs(data.test_x[:n_recon], cfg.data.binarize).to(device)
-        with torch.no_grad(), autocast(device, "fp32"):
-            r = model.reconstruct(x)
-        what = "thresholded test images" if cfg.data.binarize else "test images"
-        F.save_reconstruction_grid(to_unit(x, cfg.data.binarize).numpy(),
-                                   to_unit(r, cfg.data.binarize).numpy(),
-                                   p, pairs_per_row=8,
-                                   title=f"{what} (original) and greedy reconstructions "
-                                         "from z = mu(x)")
-
-    timed("reconstructions", recon)
-
-    def samples(p):
-        g = torch.Generator(device=device).manual_seed(int(cfg.seed) + 5)
-        with torch.no_grad(), autocast(device, "fp32"):
-            x = model.sample(n_samples, generator=g)
-        F.save_image_grid(to_unit(x, cfg.data.binarize).numpy(), p,
-                          nrow=max(1, math.ceil(math.sqrt(n_samples))),
-                          scale=max(1, math.ceil(84 / min(x.shape[-2:]))),
-                          title=f"{n_samples} samples from the prior (z ~ p(z), x ~ p(x|z))")
-
-    timed("samples", samples)
-    timed("kl_per_dim", lambda p: F.plot_kl_per_dim(
-        kl_per_dim, p, title="Test-set mean KL(q(z_d|x) || N(0,1)) per latent dimension"))
-    return figs, times
-
-
-_FIGURE_CAPTIONS = {
-    "tsne": "t-SNE of the test codes, coloured by label",
-    "reconstructions": "Reconstructions (original | reconstruction)",
-    "samples": "Samples from the prior",
-    "kl_per_dim": "KL per latent dimension",
-}
-
-
-def _run_report(run, cfg, ev: dict, figs: dict[str, str], best: dict) -> str:
-    st = ev.get("probe_settings", {})
-    tm = ev.get("probe_timings", {})
-    d = ev.get("diagnostics", {})
-    notes = [
-        f"Run {run.path} (config {cfg.name}); best EMA model at step {best.get('step')} "
-        f"(sha256 {str(best.get('sha256'))[:12]}).",
-        f"Latent codes: {st.get('latent_description')} ({st.get('latent')}) of "
-        f"{st.get('inputs')}. K-means and probes use the {st.get('n_train_codes')} codes of "
-        f"the {st.get('pool')} images and are scored on the {st.get('n_test_codes')} test "
-        f"codes; {st.get('runs')} run(s) (K-means seeds / labelled draws); labelled subsets "
-        f"{'class-balanced' if st.get('balanced') else 'uniform'}.",
-        "Table 4 columns RE, KL, MPD, STD, L_elbo, NLL come from `maevae eval` "
-        "(binarised test copies); the diagnostics' MPD/STD (512) use mu/logvar of the "
-        "thresholded test images in batches of 512. Missing values (—) were not computed.",
-        "KL per dimension is the analytic KL of q(z_d|x) to N(0, 1) averaged over the test "
-        "images: a collapse indicator, not the model's KL to its flow prior.",
-        f"I(x; z) is a Monte-Carlo estimate under the aggregate posterior of the "
-        f"{d.get('images')} test images; it cannot exceed log N = "
-        f"{d.get('mutual_information_bound', float('nan')):.2f} nats.",
-    ]
-    text = render_run_report(run.path.name, ev,
-                             {_FIGURE_CAPTIONS[k]: v for k, v in figs.items()}, notes,
-                             paper_key=paper_key_for(cfg))
-    rows = [("encoding" + (" (from cache)" if tm.get("codes_cached") else
-                           f" ({tm.get('encoded_images')} images)"), tm.get("encode_s"))]
-    rows += [(f"K-means K={k} ({st.get('runs')} runs)", s)
-             for k, s in tm.get("clustering_per_k_s", {}).items()]
-    for name, per in tm.get("probe_fit_predict_s", {}).items():
-        rows += [(f"{name}, {b} labels (per run)", s) for b, s in per.items()]
-    rows += [("diagnostics (incl. I(x;z))", tm.get("diagnostics_s"))]
-    rows += [(f"figure {FIGURE_FILES[k]}", s) for k, s in tm.get("figures_s", {}).items()]
-    rows += [("total", tm.get("total_s"))]
-    lines = ["## Timings", "",
-             f"Wall-clock seconds on this machine ({tm.get('cpu_count')} CPUs, "
-             f"{tm.get('torch_threads')} thread(s), load average {tm.get('load_avg_start')} "
-             "at the start).", "", "| Stage | seconds |", "|---|---:|"]
-    lines += [f"| {name} | {'—' if s is None else f'{s:.2f}'} |" for name, s in rows]
-    return text.rstrip() + "\n\n" + "\n".join(lines) + "\n"
