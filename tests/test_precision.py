@@ -7,8 +7,8 @@ import torch
 
 from maevae.config import RunConfig
 from maevae.evaluate import precision as prec
+from maevae.models.build import build_model
 from maevae.models.decoders import PixelCNNDecoder
-from maevae.models.vae import build_model
 from maevae.nn import causal
 from maevae.nn.weightnorm import data_dependent_init
 

@@ -23,7 +23,7 @@ from maevae.evaluate.suite import (
     run_codes,
     run_probes,
 )
-from maevae.models.vae import build_model
+from maevae.models.build import build_model
 from maevae.train.checkpoint import RunDir
 
 FAST = dict(runs=2, labels="100,all", n_init=2, tsne_iter=250, tsne_points=150, n_samples=4,

@@ -26,7 +26,8 @@ from maevae.errors import ConfigError
 from maevae.evaluate.likelihood import bits_per_dim, importance_sampled_batch, iterate_batches
 from maevae.evaluate.precision import maybe_compile_decoder
 from maevae.evaluate.statistics import batch_statistics
-from maevae.models.vae import VAE, build_model
+from maevae.models.build import build_model
+from maevae.models.vae import VAE
 from maevae.train.checkpoint import (
     RunDir,
     atomic_write_text,

@@ -1,4 +1,5 @@
-"""Priors p(z): the standard normal and the MADE affine autoregressive flow (SPEC §1.4).
+"""Priors p(z): the standard normal, the MADE affine autoregressive flow over a D-dim latent
+(SPEC §1.4) and the MADE2d flow over a 2-D latent map (the CIFAR-10 prior, SPEC §1.6).
 
 Flow layer (density direction z -> eps, one parallel pass)::
 
@@ -9,6 +10,10 @@ coordinate by coordinate: z_i = (eps_i - mu_i(z_<i)) / (exp(s_i(z_<i) / 2) + 1e-
 The stack has ``blocks`` dual blocks; each applies an order-B layer then an order-A layer in
 the density direction; sampling runs the exact inverse.
 log p(z) = log N(eps; 0, I) + sum over layers of the log-determinants.
+
+The 2-D prior does the same over z [N, C, H, W] with MADE2d nets, autoregressive over
+spatial positions (all channels of a position at once); it takes and returns the latent
+flattened to [..., C·H·W] and reshapes it internally.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from torch import nn
 
 from maevae.distributions import standard_normal_log_prob
 from maevae.nn.made import MADE
+from maevae.nn.made2d import MADE2d
 
 
 class StandardNormalPrior(nn.Module):
@@ -100,4 +106,84 @@ class AFPrior(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None,
                device: torch.device | str = "cpu") -> torch.Tensor:
         eps = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        return self.from_base(eps)
+
+
+class AF2dLayer(nn.Module):
+    """Affine AF layer over z [N, C, H, W] with separate shift and log-variance MADE2d nets:
+    eps = mu(z) + z * exp(s(z)/2), log|det| = sum s/2, exactly as
+    :class:`~maevae.models.priors.AFLayer`."""
+
+    def __init__(self, channels: int, hidden: int, order: Literal["A", "B"],
+                 init_scale: float, num_hidden: int = 3, kernel_size: int = 3):
+        super().__init__()
+        self.shift = MADE2d(channels, hidden, order, num_hidden, kernel_size, init_scale)
+        self.logvar = MADE2d(channels, hidden, order, num_hidden, kernel_size, init_scale)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Density direction: z [N, C, H, W] -> (eps [N, C, H, W], logdet [N])."""
+        s = self.logvar(z)
+        eps = self.shift(z) + z * (0.5 * s).exp()
+        return eps, 0.5 * s.flatten(1).sum(1)
+
+    @torch.no_grad()
+    def inverse(self, eps: torch.Tensor) -> torch.Tensor:
+        """Sampling direction, H·W sequential passes: eps [N, C, H, W] -> z.
+
+        The fixed-point iteration ``z <- (eps - mu(z)) / exp(s(z)/2)`` from z = 0 fixes one
+        more spatial position (all its channels) per pass, in either raster order.
+        """
+        z = torch.zeros_like(eps)
+        for _ in range(eps.shape[2] * eps.shape[3]):
+            z = (eps - self.shift(z)) / ((0.5 * self.logvar(z)).exp() + 1e-12)
+        return z
+
+
+class Made2dAFPrior(nn.Module):
+    """``blocks`` dual blocks of (order-B, order-A) AF2d layers (density direction) over a
+    flattened latent [..., C·H·W]; log p(z) = log N(eps; 0, I) + sum of log-dets."""
+
+    def __init__(self, z_shape: tuple[int, int, int] = (16, 8, 8), blocks: int = 4,
+                 hidden: int = 128, init_scale: float = 0.1, num_hidden: int = 3,
+                 kernel_size: int = 3):
+        super().__init__()
+        self.z_shape = tuple(z_shape)
+        c, h, w = self.z_shape
+        self.latent_dim = c * h * w
+        layers = []
+        for _ in range(blocks):
+            for order in ("B", "A"):
+                layers.append(AF2dLayer(c, hidden, order, init_scale, num_hidden, kernel_size))
+        self.layers = nn.ModuleList(layers)
+
+    def to_base(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z [..., D] -> (eps [..., D], total logdet [...])."""
+        lead = z.shape[:-1]
+        x = z.reshape(-1, *self.z_shape)  # [N, C, H, W]
+        logdet = torch.zeros(x.shape[0], dtype=z.dtype, device=z.device)
+        for layer in self.layers:
+            x, ld = layer(x)
+            logdet = logdet + ld
+        return x.reshape(*lead, self.latent_dim), logdet.reshape(lead)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z): [..., D] -> [...]."""
+        eps, logdet = self.to_base(z)
+        return standard_normal_log_prob(eps) + logdet
+
+    @torch.no_grad()
+    def from_base(self, eps: torch.Tensor) -> torch.Tensor:
+        """eps [..., D] -> z [..., D] (exact inverse of :meth:`to_base`)."""
+        lead = eps.shape[:-1]
+        x = eps.reshape(-1, *self.z_shape)
+        for layer in reversed(self.layers):
+            x = layer.inverse(x)
+        return x.reshape(*lead, self.latent_dim)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               device: torch.device | str = "cpu") -> torch.Tensor:
+        """n samples [n, D] (64 sequential MADE2d passes per AF layer for 8×8 latents)."""
+        dtype = next(self.parameters()).dtype
+        eps = torch.randn(n, self.latent_dim, generator=generator, device=device, dtype=dtype)
         return self.from_base(eps)

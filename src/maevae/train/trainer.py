@@ -28,7 +28,8 @@ from maevae.device import at_least_fp32, autocast
 from maevae.errors import MaevaeError
 from maevae.evaluate.precision import maybe_compile_decoder
 from maevae.evaluate.statistics import batch_statistics
-from maevae.models.vae import VAE, build_model
+from maevae.models.build import build_model
+from maevae.models.vae import VAE
 from maevae.objectives import LossTerms, mae_loss
 from maevae.train.checkpoint import RunDir, optimizer_from_tensors, optimizer_to_tensors
 from maevae.train.distributed import DistInfo, all_gather_grad, all_ranks, all_reduce_mean
