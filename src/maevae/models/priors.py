@@ -13,11 +13,14 @@ log p(z) = log N(eps; 0, I) + sum over layers of the log-determinants.
 
 The 2-D prior does the same over z [N, C, H, W] with MADE2d nets, autoregressive over
 spatial positions (all channels of a position at once); it takes and returns the latent
-flattened to [..., C·H·W] and reshapes it internally.
+flattened to [..., C·H·W] and reshapes it internally. One :class:`AffineAFLayer` serves
+both (:class:`AFLayer` with MADEs, :class:`AF2dLayer` with MADE2d nets).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -42,32 +45,50 @@ class StandardNormalPrior(nn.Module):
         return torch.randn(n, self.latent_dim, generator=generator, device=device)
 
 
-class AFLayer(nn.Module):
-    """One affine autoregressive-flow layer with separate shift and log-variance MADEs."""
+class AffineAFLayer(nn.Module):
+    """One affine autoregressive-flow layer over two separate autoregressive nets, the
+    shift mu(.) and the log-variance s(.) (a MADE pair for z [..., D], a MADE2d pair for
+    z [N, C, H, W]; the layers below build them)::
 
-    def __init__(self, d: int, hidden: int, order: Literal["A", "B"], init_scale: float):
+        eps = mu(z) + z * exp(s(z) / 2),      log|det| = sum of s / 2 over one latent
+
+    ``event_dims`` trailing axes make one latent (1: [D]; 3: [C, H, W]); the last
+    ``position_dims`` of them are the autoregressive positions (1: every coordinate;
+    2: every spatial position, all its channels at once).
+    """
+
+    def __init__(self, make_net: Callable[[], nn.Module], event_dims: int, position_dims: int):
         super().__init__()
-        self.d = d
-        self.shift = MADE(d, hidden, order, init_scale)
-        self.logvar = MADE(d, hidden, order, init_scale)
+        self.shift = make_net()
+        self.logvar = make_net()
+        self.event_dims, self.position_dims = event_dims, position_dims
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Density direction: z [..., D] -> (eps [..., D], logdet [...])."""
+        """Density direction, one pass: z [..., *event] -> (eps [..., *event], logdet [...])."""
         s = self.logvar(z)
         eps = self.shift(z) + z * (0.5 * s).exp()
-        return eps, 0.5 * s.sum(-1)
+        return eps, 0.5 * s.flatten(-self.event_dims).sum(-1)  # [..., prod(event)] -> [...]
 
     @torch.no_grad()
     def inverse(self, eps: torch.Tensor) -> torch.Tensor:
-        """Sampling direction, D sequential MADE passes: eps [..., D] -> z [..., D].
+        """Sampling direction, one sequential pass per position: eps [..., *event] -> z.
 
-        Iterating ``z <- (eps - mu(z)) / exp(s(z)/2)`` from z = 0 fixes one more coordinate
-        per pass (the Jacobian is triangular), so after D passes z is exact, in either order.
+        Iterating ``z <- (eps - mu(z)) / exp(s(z)/2)`` from z = 0 fixes one more position
+        per pass (the Jacobian is block-triangular), so after as many passes as there are
+        positions z is exact, in either order.
         """
         z = torch.zeros_like(eps)
-        for _ in range(self.d):
+        for _ in range(math.prod(eps.shape[-self.position_dims:])):
             z = (eps - self.shift(z)) / ((0.5 * self.logvar(z)).exp() + 1e-12)
         return z
+
+
+class AFLayer(AffineAFLayer):
+    """The affine AF layer over z [..., D] with MADE nets (D sequential passes to invert)."""
+
+    def __init__(self, d: int, hidden: int, order: Literal["A", "B"], init_scale: float):
+        super().__init__(lambda: MADE(d, hidden, order, init_scale), event_dims=1,
+                         position_dims=1)
 
 
 class AFPrior(nn.Module):
@@ -109,34 +130,14 @@ class AFPrior(nn.Module):
         return self.from_base(eps)
 
 
-class AF2dLayer(nn.Module):
-    """Affine AF layer over z [N, C, H, W] with separate shift and log-variance MADE2d nets:
-    eps = mu(z) + z * exp(s(z)/2), log|det| = sum s/2, exactly as
-    :class:`~maevae.models.priors.AFLayer`."""
+class AF2dLayer(AffineAFLayer):
+    """The affine AF layer over z [N, C, H, W] with MADE2d nets (H·W sequential passes to
+    invert, in either raster order)."""
 
     def __init__(self, channels: int, hidden: int, order: Literal["A", "B"],
                  init_scale: float, num_hidden: int = 3, kernel_size: int = 3):
-        super().__init__()
-        self.shift = MADE2d(channels, hidden, order, num_hidden, kernel_size, init_scale)
-        self.logvar = MADE2d(channels, hidden, order, num_hidden, kernel_size, init_scale)
-
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Density direction: z [N, C, H, W] -> (eps [N, C, H, W], logdet [N])."""
-        s = self.logvar(z)
-        eps = self.shift(z) + z * (0.5 * s).exp()
-        return eps, 0.5 * s.flatten(1).sum(1)
-
-    @torch.no_grad()
-    def inverse(self, eps: torch.Tensor) -> torch.Tensor:
-        """Sampling direction, H·W sequential passes: eps [N, C, H, W] -> z.
-
-        The fixed-point iteration ``z <- (eps - mu(z)) / exp(s(z)/2)`` from z = 0 fixes one
-        more spatial position (all its channels) per pass, in either raster order.
-        """
-        z = torch.zeros_like(eps)
-        for _ in range(eps.shape[2] * eps.shape[3]):
-            z = (eps - self.shift(z)) / ((0.5 * self.logvar(z)).exp() + 1e-12)
-        return z
+        super().__init__(lambda: MADE2d(channels, hidden, order, num_hidden, kernel_size,
+                                        init_scale), event_dims=3, position_dims=2)
 
 
 class Made2dAFPrior(nn.Module):
