@@ -91,45 +91,6 @@ class AFLayer(AffineAFLayer):
                          position_dims=1)
 
 
-class AFPrior(nn.Module):
-    """``blocks`` dual blocks of (order-B, order-A) AF layers over a D-dim latent."""
-
-    def __init__(self, latent_dim: int, blocks: int = 4, hidden: int = 320,
-                 init_scale: float = 0.1):
-        super().__init__()
-        self.latent_dim = latent_dim
-        layers = []
-        for _ in range(blocks):
-            layers += [AFLayer(latent_dim, hidden, "B", init_scale),
-                       AFLayer(latent_dim, hidden, "A", init_scale)]
-        self.layers = nn.ModuleList(layers)
-
-    def to_base(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """z [..., D] -> (eps [..., D], total logdet [...])."""
-        logdet = torch.zeros(z.shape[:-1], dtype=z.dtype, device=z.device)
-        for layer in self.layers:
-            z, ld = layer(z)
-            logdet = logdet + ld
-        return z, logdet
-
-    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        """log p(z): [..., D] -> [...]."""
-        eps, logdet = self.to_base(z)
-        return standard_normal_log_prob(eps) + logdet
-
-    @torch.no_grad()
-    def from_base(self, eps: torch.Tensor) -> torch.Tensor:
-        for layer in reversed(self.layers):
-            eps = layer.inverse(eps)
-        return eps
-
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None,
-               device: torch.device | str = "cpu") -> torch.Tensor:
-        eps = torch.randn(n, self.latent_dim, generator=generator, device=device)
-        return self.from_base(eps)
-
-
 class AF2dLayer(AffineAFLayer):
     """The affine AF layer over z [N, C, H, W] with MADE2d nets (H·W sequential passes to
     invert, in either raster order)."""
@@ -140,32 +101,37 @@ class AF2dLayer(AffineAFLayer):
                                         init_scale), event_dims=3, position_dims=2)
 
 
-class Made2dAFPrior(nn.Module):
-    """``blocks`` dual blocks of (order-B, order-A) AF2d layers (density direction) over a
-    flattened latent [..., C·H·W]; log p(z) = log N(eps; 0, I) + sum of log-dets."""
+class AFStackPrior(nn.Module):
+    """``blocks`` dual blocks of (order-B, order-A) affine AF layers (density direction)
+    over a flattened latent [..., D]; log p(z) = log N(eps; 0, I) + sum of log-dets.
 
-    def __init__(self, z_shape: tuple[int, int, int] = (16, 8, 8), blocks: int = 4,
-                 hidden: int = 128, init_scale: float = 0.1, num_hidden: int = 3,
-                 kernel_size: int = 3):
+    ``make_layer(order)`` builds one layer; :meth:`_to_layers` gives the layers' view of
+    the latent (the identity for a D-dim latent, [N, C, H, W] for a feature map), whose
+    last ``event_dims`` axes are one latent.
+    """
+
+    event_dims = 1
+
+    def __init__(self, latent_dim: int, blocks: int,
+                 make_layer: Callable[[Literal["A", "B"]], AffineAFLayer]):
         super().__init__()
-        self.z_shape = tuple(z_shape)
-        c, h, w = self.z_shape
-        self.latent_dim = c * h * w
-        layers = []
-        for _ in range(blocks):
-            for order in ("B", "A"):
-                layers.append(AF2dLayer(c, hidden, order, init_scale, num_hidden, kernel_size))
-        self.layers = nn.ModuleList(layers)
+        self.latent_dim = latent_dim
+        self.layers = nn.ModuleList(make_layer(order)
+                                    for _ in range(blocks) for order in ("B", "A"))
+
+    def _to_layers(self, z: torch.Tensor) -> torch.Tensor:
+        """[..., D] -> the layers' input (here: unchanged)."""
+        return z
 
     def to_base(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z [..., D] -> (eps [..., D], total logdet [...])."""
         lead = z.shape[:-1]
-        x = z.reshape(-1, *self.z_shape)  # [N, C, H, W]
-        logdet = torch.zeros(x.shape[0], dtype=z.dtype, device=z.device)
+        x = self._to_layers(z)
+        logdet = torch.zeros(x.shape[:x.dim() - self.event_dims], dtype=z.dtype, device=z.device)
         for layer in self.layers:
             x, ld = layer(x)
             logdet = logdet + ld
-        return x.reshape(*lead, self.latent_dim), logdet.reshape(lead)
+        return x.reshape(*lead, self.latent_dim), logdet.reshape(lead)  # [..., D], [...]
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z): [..., D] -> [...]."""
@@ -176,10 +142,44 @@ class Made2dAFPrior(nn.Module):
     def from_base(self, eps: torch.Tensor) -> torch.Tensor:
         """eps [..., D] -> z [..., D] (exact inverse of :meth:`to_base`)."""
         lead = eps.shape[:-1]
-        x = eps.reshape(-1, *self.z_shape)
+        x = self._to_layers(eps)
         for layer in reversed(self.layers):
             x = layer.inverse(x)
-        return x.reshape(*lead, self.latent_dim)
+        return x.reshape(*lead, self.latent_dim)  # [..., D]
+
+
+class AFPrior(AFStackPrior):
+    """The MADE flow prior over a D-dim latent (SPEC §1.4)."""
+
+    def __init__(self, latent_dim: int, blocks: int = 4, hidden: int = 320,
+                 init_scale: float = 0.1):
+        super().__init__(latent_dim, blocks,
+                         lambda order: AFLayer(latent_dim, hidden, order, init_scale))
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               device: torch.device | str = "cpu") -> torch.Tensor:
+        eps = torch.randn(n, self.latent_dim, generator=generator, device=device)
+        return self.from_base(eps)
+
+
+class Made2dAFPrior(AFStackPrior):
+    """The MADE2d flow prior over a latent map z_shape = (C, H, W), flattened to
+    [..., C·H·W] outside (the CIFAR-10 prior, SPEC §1.6)."""
+
+    event_dims = 3
+
+    def __init__(self, z_shape: tuple[int, int, int] = (16, 8, 8), blocks: int = 4,
+                 hidden: int = 128, init_scale: float = 0.1, num_hidden: int = 3,
+                 kernel_size: int = 3):
+        c, h, w = z_shape
+        super().__init__(c * h * w, blocks, lambda order: AF2dLayer(
+            c, hidden, order, init_scale, num_hidden, kernel_size))
+        self.z_shape = tuple(z_shape)
+
+    def _to_layers(self, z: torch.Tensor) -> torch.Tensor:
+        """[..., D] -> [N, C, H, W]."""
+        return z.reshape(-1, *self.z_shape)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None,
