@@ -15,7 +15,7 @@ import time
 import torch
 
 from maevae.config import RunConfig
-from maevae.models.vae import build_model
+from maevae.models.build import build_model
 
 
 def naive_rows(dec, z: torch.Tensor, rows: int) -> None:

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from maevae.distributions_color import (
+from maevae.distributions.logistic_mixture import (
     discretized_logistic_channel_log_probs,
     discretized_logistic_mixture_log_prob,
     discretized_logistic_mixture_pixel_log_prob,

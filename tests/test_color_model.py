@@ -6,13 +6,11 @@ import torch
 from maevae.config import ModelConfig, list_presets, load_config
 from maevae.errors import ConfigError
 from maevae.evaluate.likelihood import importance_sampled_nll
-from maevae.models.color import (
-    DenseNetEncoder,
-    Made2dAFPrior,
-    PixelCNNppDecoder,
-    build_color_model,
-)
-from maevae.models.vae import VAE, build_model, count_parameters
+from maevae.models.build import build_color_model, build_model, count_parameters
+from maevae.models.decoders import PixelCNNppDecoder
+from maevae.models.encoders import DenseNetEncoder
+from maevae.models.priors import Made2dAFPrior
+from maevae.models.vae import VAE
 from maevae.objectives import training_loss as mae_loss
 
 CIFAR_PRESETS = ["cifar10/mae_eta0.5_gamma1.5", "cifar10/mae_eta0.5_gamma2.0",
@@ -123,7 +121,7 @@ def test_reduced_model_samples_reconstructs_and_gives_an_is_nll():
     x = _images(2)
     r1 = vae.reconstruct(x)
     # greedy decoding is a fixed point: each pixel is the mean of its argmax component
-    from maevae.distributions_color import sample_discretized_logistic_mixture
+    from maevae.distributions.logistic_mixture import sample_discretized_logistic_mixture
     z = vae.encoder(x).mu
     params = vae.decoder.params(r1, z)
     assert torch.allclose(sample_discretized_logistic_mixture(params, 2, greedy=True), r1,

@@ -3,7 +3,9 @@
 import pytest
 import torch
 
-from maevae.models.color import AF2dLayer, DenseNetEncoder, Made2dAFPrior, PixelCNNppDecoder
+from maevae.models.decoders import PixelCNNppDecoder
+from maevae.models.encoders import DenseNetEncoder
+from maevae.models.priors import AF2dLayer, Made2dAFPrior
 from maevae.nn.made2d import MADE2d
 from maevae.nn.pixelcnnpp import PixelCNNpp
 from maevae.nn.weightnorm import data_dependent_init

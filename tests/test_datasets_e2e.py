@@ -82,10 +82,10 @@ def _train_eval(capsys, tmp_path, config, sets, data_root=None, extra=()) -> tup
 @pytest.fixture
 def small_colour_decoder(monkeypatch):
     """The PixelCNN++ at 8 channels and 1 gated block per level (same code, less compute)."""
-    from maevae.models import color
+    from maevae.models import build
 
-    monkeypatch.setattr(color, "PixelCNNppDecoder",
-                        functools.partial(color.PixelCNNppDecoder, channels=8, num_resnets=1))
+    monkeypatch.setattr(build, "PixelCNNppDecoder",
+                        functools.partial(build.PixelCNNppDecoder, channels=8, num_resnets=1))
 
 
 # ------------------------------------------------------------------------------ OMNIGLOT

@@ -9,7 +9,7 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 from maevae.config import load_config
-from maevae.models.vae import build_model
+from maevae.models.build import build_model
 from maevae.train.distributed import DistInfo
 from maevae.train.trainer import compute_loss
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from maevae.config import ModelConfig, RunConfig
+from maevae.models.build import build_model, count_parameters
 from maevae.models.decoders import PixelCNNDecoder
 from maevae.models.priors import AFLayer, AFPrior
-from maevae.models.vae import build_model, count_parameters
 from maevae.nn.made import MADE
 from maevae.nn.masked import conv_mask
 from maevae.nn.weightnorm import Conv2dWN, data_dependent_init

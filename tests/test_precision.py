@@ -7,8 +7,8 @@ import torch
 
 from maevae import device as prec
 from maevae.config import RunConfig
+from maevae.models.build import build_model
 from maevae.models.decoders import PixelCNNDecoder
-from maevae.models.vae import build_model
 from maevae.nn import causal
 from maevae.nn import weightnorm as wn
 from maevae.nn.weightnorm import data_dependent_init

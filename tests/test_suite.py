@@ -19,7 +19,7 @@ from maevae.evaluate import codes as suite
 from maevae.evaluate.codes import encode_images, run_codes
 from maevae.evaluate.probe_options import parse_label_budgets
 from maevae.evaluate.representation import run_probes
-from maevae.models.vae import build_model
+from maevae.models.build import build_model
 from maevae.runs.directory import RunDir
 from maevae.runs.load import load_run_data
 

@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- commands
 def cmd_info(args) -> None:
     from maevae.config import list_presets, load_config
-    from maevae.models.vae import build_model, count_parameters
+    from maevae.models.build import build_model, count_parameters
 
     if args.list:
         print("\n".join(list_presets()))

@@ -2,6 +2,7 @@
 
 No optimizer and no loss reduction here: :meth:`VAE.terms` returns a :class:`Terms`
 container of per-example tensors that :mod:`maevae.objectives` turns into a loss.
+:mod:`maevae.models.build` builds a VAE from the config.
 """
 
 from __future__ import annotations
@@ -11,11 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from maevae.config import ModelConfig
 from maevae.distributions import DiagGaussian, kl_diag_gaussian_standard_normal
-from maevae.models.decoders import PixelCNNDecoder, ResNetDecoder
-from maevae.models.encoders import ResNetEncoder
-from maevae.models.priors import AFPrior, StandardNormalPrior
+from maevae.models.priors import StandardNormalPrior
 from maevae.nn.weightnorm import data_dependent_init
 
 
@@ -95,45 +93,3 @@ class VAE(nn.Module):
         """Greedy (p >= 0.5) decoding of z = mu(x), as the authors' reconstructions."""
         return self.decoder.sample(self.encoder(x).mu, greedy=True)
 
-
-def build_model(cfg: ModelConfig, image_shape: tuple[int, int, int]) -> VAE:
-    """Instantiate the configured encoder, decoder and prior for images of ``image_shape``."""
-    from maevae.errors import ConfigError
-
-    d = cfg.encoder.latent_dim
-    c, h, w = image_shape
-    if cfg.encoder.type != "resnet" or cfg.decoder.type == "pixelcnnpp":
-        try:
-            from maevae.models import color  # noqa: F401  (CIFAR models, optional module)
-        except ImportError:
-            raise ConfigError(f"encoder {cfg.encoder.type!r} / decoder {cfg.decoder.type!r} "
-                              "is not available in this version of maevae") from None
-        return color.build_color_model(cfg, image_shape)
-    if min(h, w) < 8:
-        raise ConfigError(f"images of {h}x{w} are too small for the ResNet encoder "
-                          "(three stride-2 blocks): use images of at least 8x8")
-    encoder = ResNetEncoder(image_shape, d, cfg.encoder.logvar_clip)
-    if cfg.decoder.type == "pixelcnn":
-        if c != 1:
-            raise ConfigError(f"the binary PixelCNN decoder needs 1-channel images, got {c} "
-                              "channels: use decoder.type=pixelcnnpp for colour")
-        decoder = PixelCNNDecoder(image_shape, d, cfg.decoder.mode, cfg.decoder.channels,
-                                  cfg.decoder.z_maps)
-    else:
-        if h != w:
-            raise ConfigError(f"the ResNet decoder needs square images, got {h}x{w}")
-        decoder = ResNetDecoder(image_shape, d)
-    if cfg.prior.type == "af":
-        prior = AFPrior(d, cfg.prior.blocks, cfg.prior.hidden, cfg.prior.init_scale)
-    else:
-        prior = StandardNormalPrior(d)
-    return VAE(encoder, decoder, prior, image_shape)
-
-
-def count_parameters(model: VAE) -> dict[str, int]:
-    def n(m):
-        return sum(p.numel() for p in m.parameters())
-
-    counts = {"encoder": n(model.encoder), "prior": n(model.prior), "decoder": n(model.decoder)}
-    counts["total"] = sum(counts.values())
-    return counts

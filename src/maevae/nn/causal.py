@@ -1,6 +1,6 @@
 """Causal convolutions that skip the masked-out taps of PixelCNN kernels (DESIGN "Performance").
 
-A raster-order masked k×k convolution (``maevae.nn.masked.conv_mask``, c = k // 2) only
+A raster-order masked k×k convolution (``maevae.nn.raster.raster_mask``, c = k // 2) only
 uses the rows above the centre plus the left part of the centre row (mask A without, mask
 B with the centre tap); about 45-50% of a dense k×k kernel is multiplied by zeros. The
 functions here compute **exactly the same function** of the input and of the (masked)
@@ -44,6 +44,8 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+
+from maevae.nn.raster import raster_mask
 
 Impl = Literal["masked", "causal"]
 Strategy = Literal["auto", "rows", "crop", "split"]
@@ -190,16 +192,8 @@ def _window_mask(k: int, mask_type: str, order: str, like: torch.Tensor) -> torc
     """The k×k raster mask (cached per dtype and device)."""
     key = (k, mask_type, order, like.dtype, like.device)
     if key not in _MASKS:
-        _MASKS[key] = _make_window_mask(k, mask_type, order, like)
+        _MASKS[key] = raster_mask(k, mask_type, order, like.dtype, like.device)
     return _MASKS[key]
-
-
-def _make_window_mask(k: int, mask_type: str, order: str, like: torch.Tensor) -> torch.Tensor:
-    c = k // 2
-    m2d = torch.ones(k, k, dtype=like.dtype, device=like.device)
-    m2d[c, c + (mask_type == "B"):] = 0
-    m2d[c + 1:, :] = 0
-    return m2d.flip(0).flip(1) if order == "B" else m2d
 
 
 def choose_strategy(x: torch.Tensor, weight: torch.Tensor) -> str:

@@ -3,18 +3,10 @@
 Masked layers are weight-normalised by hand: ``w = exp(g_log) * (mask*v) / ||mask*v||``.
 The mask is a buffer, re-applied at every forward pass, so masked-out weights never act.
 
-Raster-order masks for a k×k kernel (here k = 5, centre marked ``c``)::
-
-    mask A          mask B
-    1 1 1 1 1       1 1 1 1 1
-    1 1 1 1 1       1 1 1 1 1
-    1 1 0 0 0       1 1 1 0 0     <- centre row: A drops the centre, B keeps it
-    0 0 0 0 0       0 0 0 0 0
-    0 0 0 0 0       0 0 0 0 0
-
-``masked_channels`` limits the mask to the first input channels (the decoder's first layer
-masks only the image channel; the z feature maps see the whole window). ``order="B"``
-flips the mask in both axes (reverse raster order, used by flows).
+The k×k kernels use the raster-order masks A and B of :func:`maevae.nn.raster.raster_mask`
+(its docstring draws them). ``masked_channels`` limits the mask to the first input channels
+(the decoder's first layer masks only the image channel; the z feature maps see the whole
+window). ``order="B"`` flips the mask in both axes (reverse raster order, used by flows).
 """
 
 from __future__ import annotations
@@ -25,18 +17,14 @@ import torch
 import torch.nn.functional as F
 
 from maevae.nn import causal
+from maevae.nn.raster import raster_mask
 from maevae.nn.weightnorm import _WeightNormBase
 
 
 def conv_mask(out_ch: int, in_ch: int, k: int, mask_type: Literal["A", "B"],
               masked_channels: int | None = None, order: Literal["A", "B"] = "A") -> torch.Tensor:
     """Float mask [out_ch, in_ch, k, k] for a raster-order causal convolution."""
-    c = k // 2
-    m2d = torch.ones(k, k)
-    m2d[c, c + (mask_type == "B"):] = 0
-    m2d[c + 1:, :] = 0
-    if order == "B":
-        m2d = m2d.flip(0).flip(1)
+    m2d = raster_mask(k, mask_type, order)  # [k, k]
     mask = torch.ones(out_ch, in_ch, k, k)
     n = in_ch if masked_channels is None else masked_channels
     mask[:, :n] = m2d

@@ -19,7 +19,8 @@ from maevae.data import ImageSplits, load_dataset
 from maevae.data.registry import loader_options
 from maevae.device import resolve_device
 from maevae.errors import ConfigError
-from maevae.models.vae import VAE, build_model
+from maevae.models.build import build_model
+from maevae.models.vae import VAE
 from maevae.runs.directory import RunDir
 
 

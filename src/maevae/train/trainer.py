@@ -27,7 +27,8 @@ from maevae.data import ImageSplits
 from maevae.data.transforms import data_dims, evaluation_inputs, redraw_dynamic, training_inputs
 from maevae.device import at_least_fp32, autocast, maybe_compile_decoder
 from maevae.errors import MaevaeError
-from maevae.models.vae import VAE, build_model
+from maevae.models.build import build_model
+from maevae.models.vae import VAE
 from maevae.objectives import LossTerms, training_loss
 from maevae.runs.directory import RunDir
 from maevae.runs.optimizer_state import optimizer_from_tensors, optimizer_to_tensors

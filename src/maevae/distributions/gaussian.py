@@ -1,4 +1,5 @@
-"""Closed-form densities as small pure functions (SPEC §1.1, §1.2, §2).
+"""Gaussian densities as small pure functions (SPEC §1.1, §2): the diagonal-Gaussian
+posterior q(z|x), its log-density, the standard normal and their analytic KL.
 
 Each function states its direction and its shapes. Everything is in nats.
 """
@@ -9,7 +10,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 LOG_2PI = math.log(2 * math.pi)
 VAR_EPS = 1e-12  # the authors' code adds this to variances in divisions
@@ -48,8 +48,3 @@ def kl_diag_gaussian_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> 
     """Analytic KL( N(mu, exp(logvar)) || N(0, I) ) per dimension; [..., D] -> [..., D]."""
     return 0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar)
 
-
-def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """log Bernoulli(x; sigmoid(logits)) summed over all but the first axis; -> [N]."""
-    ll = -F.binary_cross_entropy_with_logits(logits, x, reduction="none")
-    return ll.flatten(1).sum(1)
