@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +25,7 @@ from tqdm.auto import tqdm
 from maevae.data.transforms import model_inputs
 from maevae.device import resolve_device
 from maevae.errors import MaevaeError
-from maevae.runs.files import atomic_write_text, sha256_bytes, tensors_to_bytes
+from maevae.runs.files import atomic_write_bytes, atomic_write_text, sha256_bytes, tensors_to_bytes
 from maevae.runs.load import load_run
 
 LATENTS = ("mu", "mean50", "sample")
@@ -184,15 +183,8 @@ def run_codes(run_dir, data_root: str | None = None, device: torch.device | None
         + (f" ({rate:.0f} images/s)" if rate else "") + f" [{reason}] -> {t_path.name}")
     if key["model_sha256"]:
         blob = tensors_to_bytes(tensors)
-        tmp = t_path.with_name(f".{t_path.name}.tmp-{os.getpid()}")
-        try:
-            j_path.unlink(missing_ok=True)
-            tmp.write_bytes(blob)
-            os.replace(tmp, t_path)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise MaevaeError(f"cannot write {t_path}: {e.strerror or e}; check free disk space "
-                              "and permissions") from None
+        j_path.unlink(missing_ok=True)  # the old sidecar must never describe the new file
+        atomic_write_bytes(t_path, blob)
         atomic_write_text(j_path, json.dumps({"key": key, "sha256": sha256_bytes(blob),
                                               "encode_s": round(seconds, 3), "sizes": sizes},
                                              indent=1))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,10 +26,10 @@ from maevae.evaluate.likelihood import bits_per_dim, importance_sampled_batch, i
 from maevae.models.vae import VAE
 from maevae.runs.directory import RunDir
 from maevae.runs.files import (
+    atomic_write_bytes,
     atomic_write_text,
     sha256_bytes,
     tensors_to_bytes,
-    write_bytes_durable,
 )
 from maevae.runs.load import load_run_config, load_run_data, load_trained_model
 from maevae.runs.results import (
@@ -92,9 +91,7 @@ def importance_sampled_test_nll(run: RunDir, model: VAE, x: torch.Tensor, cfg: R
         tensors = {n: torch.cat(done[n]) if done[n] else torch.zeros(0) for n in names}
         data = tensors_to_bytes(tensors)
         fname = f"eval_partial-{n_done:08d}.safetensors"
-        tmp = run.path / f".{fname}.tmp-{os.getpid()}"
-        write_bytes_durable(tmp, data)
-        os.replace(tmp, run.path / fname)
+        atomic_write_bytes(run.path / fname, data)  # the tensors before the JSON naming them
         atomic_write_text(part_j, json.dumps({"key": key, "done": n_done, "file": fname,
                                               "sha256": sha256_bytes(data)}))
         _remove_partials(run, keep=fname)

@@ -1,7 +1,8 @@
 """Durable, checksummed files of a run directory (nothing here unpickles).
 
 * :func:`write_bytes_durable` — write, flush and fsync one file;
-* :func:`atomic_write_text` — temp file, fsync, rename: a crash leaves the old or the new text;
+* :func:`atomic_write_bytes` / :func:`atomic_write_text` — temp file, fsync, rename: a crash
+  leaves the old or the new file (the one routine for every file of a run directory);
 * :func:`signed_json` / :func:`read_signed_json` — JSON that carries the sha256 of its own
   content, so a damaged file that is still valid JSON is detected;
 * :func:`tensors_to_bytes` — a safetensors blob of CPU tensors.
@@ -60,9 +61,16 @@ def write_bytes_durable(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a small text file atomically (temp file, fsync, rename)."""
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write one file atomically: a temporary file beside it (``.NAME.tmp-PID``), fsync'ed,
+    renamed over ``path``, and the folder fsync'ed; a crash leaves the old or the new file.
+    Disk full or no permission: a one-line :class:`CheckpointError`."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        write_bytes_durable(tmp, text.encode())
+        write_bytes_durable(tmp, data)
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
