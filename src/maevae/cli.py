@@ -308,8 +308,7 @@ def cmd_sample(args) -> None:
 
     if args.n < 1:
         raise MaevaeError(f"-n {args.n}: draw at least one sample")
-    out = Path(args.out) if args.out else Path(args.run_dir) / "samples.png"
-    _check_png(out)
+    out = _png_out(args, "samples.png")
     t0 = time.time()
     x = sample_images(args.run_dir, resolve_device(args.device), args.n, args.seed)
     save_image_grid(x.numpy(), out, nrow=int(max(1, round(args.n ** 0.5))))
@@ -324,12 +323,18 @@ def cmd_reconstruct(args) -> None:
 
     if args.n < 1:
         raise MaevaeError(f"-n {args.n}: reconstruct at least one image")
-    out = Path(args.out) if args.out else Path(args.run_dir) / "reconstructions.png"
-    _check_png(out)
+    out = _png_out(args, "reconstructions.png")
     _check_data_root(args.data_root)
     x, r = reconstruct_images(args.run_dir, args.data_root, resolve_device(args.device), args.n)
     save_reconstruction_grid(x.numpy(), r.numpy(), out)
     print(f"wrote {out}")
+
+
+def _png_out(args, default_name: str) -> Path:
+    """``--out`` (checked), else ``RUN_DIR/default_name``."""
+    out = Path(args.out) if args.out else Path(args.run_dir) / default_name
+    _check_png(out)
+    return out
 
 
 def _check_png(out: Path) -> None:
