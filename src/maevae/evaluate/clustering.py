@@ -64,6 +64,7 @@ from sklearn.metrics.cluster import contingency_matrix
 from maevae.errors import MaevaeError
 
 __all__ = [
+    "check_code_pair",
     "check_codes",
     "clustering_suite",
     "hungarian_accuracy",
@@ -105,6 +106,18 @@ def check_codes(codes, labels, name: str) -> tuple[np.ndarray, np.ndarray]:
             f"{name} codes contain NaN or inf: check the encoder outputs of this checkpoint"
         )
     return codes, labels
+
+
+def check_code_pair(train_codes, train_labels, test_codes, test_labels) -> tuple:
+    """:func:`check_codes` on a training and a test set that must share their dimension."""
+    train_codes, train_labels = check_codes(train_codes, train_labels, "training")
+    test_codes, test_labels = check_codes(test_codes, test_labels, "test")
+    if train_codes.shape[1] != test_codes.shape[1]:
+        raise MaevaeError(
+            f"training codes have {train_codes.shape[1]} dims but test codes have "
+            f"{test_codes.shape[1]}: encode both sets with the same model"
+        )
+    return train_codes, train_labels, test_codes, test_labels
 
 
 def _cluster_labels_nearest(centroids: np.ndarray, train_codes, train_labels) -> np.ndarray:
@@ -166,13 +179,8 @@ def kmeans_cluster_accuracy(
     fractions; when ``k`` equals the number of training classes also ``acc_test_hungarian``
     and ``acc_train_hungarian``.
     """
-    train_codes, train_labels = check_codes(train_codes, train_labels, "training")
-    test_codes, test_labels = check_codes(test_codes, test_labels, "test")
-    if train_codes.shape[1] != test_codes.shape[1]:
-        raise MaevaeError(
-            f"training codes have {train_codes.shape[1]} dims but test codes have "
-            f"{test_codes.shape[1]}: encode both sets with the same model"
-        )
+    train_codes, train_labels, test_codes, test_labels = check_code_pair(
+        train_codes, train_labels, test_codes, test_labels)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise MaevaeError(f"K-means needs a positive integer K, got {k!r}")
     if k > train_codes.shape[0]:

@@ -107,7 +107,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC, LinearSVC
 
 from maevae.errors import MaevaeError
-from maevae.evaluate.clustering import check_codes, summarize_runs
+from maevae.evaluate.clustering import check_code_pair, summarize_runs
 
 __all__ = [
     "CLASSIFIERS",
@@ -246,13 +246,7 @@ def probe_suite(
     as soon as each (budget, classifier) cell is done (for progress reports).
     """
     t_start = time.perf_counter()
-    x_tr, y_tr = check_codes(train_codes, train_y, "training")
-    x_te, y_te = check_codes(test_codes, test_y, "test")
-    if x_tr.shape[1] != x_te.shape[1]:
-        raise MaevaeError(
-            f"training codes have {x_tr.shape[1]} dims but test codes have {x_te.shape[1]}: "
-            "encode both sets with the same model"
-        )
+    x_tr, y_tr, x_te, y_te = check_code_pair(train_codes, train_y, test_codes, test_y)
     if isinstance(runs, bool) or not isinstance(runs, (int, np.integer)) or runs < 1:
         raise MaevaeError(f"probe runs must be a positive integer, got {runs!r}")
     classifiers = list(classifiers)
