@@ -134,7 +134,7 @@ def run_codes(run_dir, data_root: str | None = None, device: torch.device | None
     preprocessing and the images are those it was made from, and the file's sha256 matches.
     """
     if latent not in LATENTS:
-        raise MaevaeError(f"--latent {latent!r}: choose one of {', '.join(LATENTS)}")
+        raise MaevaeError(f"latent={latent!r}: choose one of {', '.join(LATENTS)}")
     if _loaded is None:
         device = device or resolve_device("auto")
         opened = load_run(run_dir, device)

@@ -145,7 +145,8 @@ def evaluate_run(run_dir: str | Path, data_root: str | None, device: torch.devic
     model, best = load_trained_model(run, cfg, device)
     k = nll_samples or cfg.eval.nll_samples
     if k < 1:
-        raise ConfigError(f"--nll-samples {k}: the number of importance samples must be >= 1")
+        raise ConfigError(f"nll_samples={k}: the number of importance samples K must be >= 1 "
+                          "(eval.nll_samples)")
     precision = precision or cfg.eval.precision
     data = load_run_data(cfg, data_root)
     x_all, copies = evaluation_inputs(data.test_x, cfg.data, cfg.seed + 2)
