@@ -340,7 +340,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--data-root", default=None, help="folder holding MNIST/raw (else random)")
     p.add_argument("--precisions", default="fp32,bf16", help="comma-separated: fp32,bf16")
-    p.add_argument("--compile", action="store_true", help="precision.compile_decoder")
+    p.add_argument("--compile", action="store_true", help="maevae.device.compile_decoder")
     p.add_argument("--tf32", action="store_true", help="allow TF32 for fp32 matmul/conv (CUDA)")
     p.add_argument("--epoch-images", type=int, default=58_000, help="0 skips training")
     p.add_argument("--warmup-steps", type=int, default=3)

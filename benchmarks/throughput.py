@@ -34,7 +34,7 @@ Variants (``--variants``, comma-separated):
   compiled    fast + torch.compile of the PixelCNN core (``--compile`` adds it)
 
 Process-wide settings (same for every variant of a run): ``--threads`` and
-``--malloc keep|default`` (glibc keeps freed memory mapped; precision.keep_freed_memory).
+``--malloc keep|default`` (glibc keeps freed memory mapped; maevae.device.keep_freed_memory).
 """
 
 from __future__ import annotations
@@ -472,7 +472,7 @@ def parse_args(argv=None):
     p.add_argument("--compile", action="store_true", help="add the torch.compile variant")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     p.add_argument("--malloc", choices=["keep", "default"], default="keep",
-                   help="keep: glibc keeps freed memory mapped (precision.keep_freed_memory)")
+                   help="keep: glibc keeps freed memory mapped (maevae.device.keep_freed_memory)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--memory-probe", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
