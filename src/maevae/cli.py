@@ -178,7 +178,6 @@ def image_shape_for(cfg, data_root: str | None = None) -> tuple[int, int, int]:
     shape = image_shape(cfg.data.name, cfg.data.binarize, cfg.data.image_size)
     if shape is not None:
         return shape
-    c = 1 if cfg.data.binarize else 3
     from maevae.data import resolve_data_root, root_is_explicit
     from maevae.data.folder import infer_image_size
 
@@ -192,7 +191,7 @@ def image_shape_for(cfg, data_root: str | None = None) -> tuple[int, int, int]:
     if not path.is_dir():
         raise MaevaeError(f"image folder {path} does not exist; fix --data-root / data.path "
                           "or set data.image_size: [H, W]")
-    return (c, *infer_image_size(path))
+    return image_shape(cfg.data.name, cfg.data.binarize, infer_image_size(path))
 
 
 def cmd_train(args) -> None:
