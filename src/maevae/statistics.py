@@ -4,6 +4,11 @@ Over consecutive batches of ``batch`` images (512 for binary data): RE and KL wi
 posterior samples, averaged per image; MPD and STD of each batch's posteriors, averaged per
 batch (a batch of fewer than ``MIN_DIVERGENCE_BATCH`` = 2 images, which has no pair, is left
 out of MPD/STD: :func:`maevae.objectives.batch_mpd_std`).
+
+``chunk`` bounds the decoder's work per pass to ``chunk`` images × samples, as the IS pass
+does (``eval.nll_chunk``): a batch of 512 images with 5 samples is decoded as 2,560 images in
+one pass otherwise, several GiB of activations. The noise of a batch is drawn in one piece
+whatever the chunking, so chunked and unchunked statistics agree to rounding.
 """
 
 from __future__ import annotations
@@ -11,15 +16,35 @@ from __future__ import annotations
 import torch
 
 from maevae.device import autocast
-from maevae.models.vae import VAE
+from maevae.models.vae import VAE, Terms
 from maevae.objectives import batch_mpd_std
+
+
+def _chunked_terms(model: VAE, xb: torch.Tensor, n_samples: int,
+                   generator: torch.Generator | None, chunk: int | None) -> Terms:
+    """``model.terms(xb, n_samples, generator)`` with at most ``chunk`` images × samples per
+    decoder pass (None: one pass). The noise eps [S, B, D] is drawn for the whole batch as
+    ``terms`` draws it (same shape, dtype and generator), then sliced per chunk."""
+    b = xb.shape[0]
+    if chunk is None or b * n_samples <= chunk:
+        return model.terms(xb, n_samples, generator)
+    mu = model.encoder(xb).mu  # [B, D] (or a latent map): the noise's shape and dtype
+    eps = torch.randn((n_samples, *mu.shape), dtype=mu.dtype, device=mu.device,
+                      generator=generator)  # [S, B, D]
+    step = max(1, chunk // n_samples)  # images per decoder pass
+    parts = [model.terms(xb[i:i + step], n_samples, eps=eps[:, i:i + step])
+             for i in range(0, b, step)]
+    return Terms(*(torch.cat([getattr(p, f) for p in parts])
+                   for f in ("recon", "kl", "mu", "logvar")))
 
 
 @torch.no_grad()
 def batch_statistics(model: VAE, x: torch.Tensor, batch: int = 512, n_samples: int = 5,
                      generator: torch.Generator | None = None, precision: str = "fp32",
-                     progress=None) -> dict[str, float]:
-    """x: model-ready images [N, C, H, W] on the model's device -> mean RE, KL, ELBO, MPD, STD."""
+                     progress=None, chunk: int | None = None) -> dict[str, float]:
+    """x: model-ready images [N, C, H, W] on the model's device -> mean RE, KL, ELBO, MPD, STD.
+
+    ``chunk``: images × posterior samples per decoder pass (None: a whole batch at once)."""
     model.eval()
     device = x.device
     sums = {"recon": 0.0, "kl": 0.0}
@@ -28,7 +53,7 @@ def batch_statistics(model: VAE, x: torch.Tensor, batch: int = 512, n_samples: i
     for start in range(0, x.shape[0], batch):
         xb = x[start:start + batch]
         with autocast(device, precision):
-            t = model.terms(xb, n_samples, generator)
+            t = _chunked_terms(model, xb, n_samples, generator, chunk)
         sums["recon"] += float(t.recon.double().sum())
         sums["kl"] += float(t.kl.double().sum())
         pair = batch_mpd_std(t.mu.float(), t.logvar.float())

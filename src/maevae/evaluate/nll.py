@@ -157,7 +157,7 @@ def evaluate_run(run_dir: str | Path, data_root: str | None, device: torch.devic
         x_all = x_all[:limit]
     t0 = time.time()
     stats = batch_statistics(model, x_all, cfg.train.eval_batch, cfg.objective.kl_samples_eval,
-                             g, precision)
+                             g, precision, chunk=cfg.eval.nll_chunk)
     t_stats = time.time() - t0
     x_nll = x_all
     compiled = maybe_compile_decoder(model, compile or cfg.eval.compile, x_nll.shape[0] * k,

@@ -273,7 +273,8 @@ class Trainer:
         g = _gen(cfg.seed, 3, self.counters.epoch, device=self.device)
         x = redraw_dynamic(self.val_x, self.val_copies, g)
         return batch_statistics(self.ema.shadow, x, cfg.train.eval_batch,
-                                cfg.objective.kl_samples_eval, g, cfg.train.precision)
+                                cfg.objective.kl_samples_eval, g, cfg.train.precision,
+                                chunk=cfg.eval.nll_chunk)
 
     def _end_epoch(self) -> None:
         c = self.counters
