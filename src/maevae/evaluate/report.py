@@ -23,15 +23,25 @@ label ends in "(paper)".
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 from maevae.errors import MaevaeError
+from maevae.evaluate.markdown import (
+    DASH,
+    cell_text,
+    is_num,
+    lookup,
+    mean_of,
+    num,
+    paper_pm,
+    pct,
+    pct_pm,
+    table,
+)
 from maevae.evaluate.paper_numbers import paper_entry
 
 __all__ = ["render_comparison", "render_representation_tables", "render_run_report"]
 
-DASH = "—"
 _BUDGETS = ("100", "1000", "all")
 _BUDGET_TITLES = {"100": "100", "1000": "1000", "all": "All"}
 _KS = ("10", "20", "30")
@@ -45,89 +55,21 @@ _PROBE_TITLES = {
 }
 
 
-# ---- small formatting helpers ---------------------------------------------------------------
-
-
-def _get(d, *path):
-    """Nested lookup that returns None when any level is missing or not a mapping."""
-    for key in path:
-        if not isinstance(d, Mapping) or key not in d:
-            return None
-        d = d[key]
-    return d
-
-
-def _is_num(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) or (
-        hasattr(x, "dtype") and getattr(x, "ndim", 1) == 0
-    )
-
-
-def _num(x, digits: int = 2) -> str:
-    if not _is_num(x):
-        return DASH
-    x = float(x)
-    if math.isnan(x):
-        return "nan"
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return f"{x:.{digits}f}"
-
-
-def _mean(stat):
-    """Mean of a ``{"mean", "std", "values"}`` stat (or a bare number); None if missing."""
-    if isinstance(stat, Mapping):
-        stat = stat.get("mean")
-    return stat if _is_num(stat) else None
-
-
-def _pct(stat, digits: int = 1) -> str:
-    m = _mean(stat)
-    return DASH if m is None else _num(100.0 * float(m), digits)
-
-
-def _pct_pm(stat, digits: int = 1) -> str:
-    m = _mean(stat)
-    if m is None:
-        return DASH
-    s = stat.get("std") if isinstance(stat, Mapping) else None
-    if not _is_num(s):
-        return _num(100.0 * float(m), digits)
-    return f"{_num(100.0 * float(m), digits)} ± {_num(100.0 * float(s), digits)}"
-
-
-def _paper_pm(cell) -> str:
-    if not isinstance(cell, Mapping) or not _is_num(cell.get("mean")):
-        return DASH
-    return f"{_num(cell['mean'], 1)} ± {_num(cell.get('std'), 1)}"
-
-
-def _cell_text(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(_cell_text(h) for h in header) + " |",
-             "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
-    lines += ["| " + " | ".join(_cell_text(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 # ---- rows in the paper's layouts ------------------------------------------------------------
 
 
 def _mpd_std(ev) -> tuple:
-    mpd = ev.get("mpd") if _is_num(ev.get("mpd")) else _get(ev, "diagnostics", "mpd_512")
-    std = ev.get("std") if _is_num(ev.get("std")) else _get(ev, "diagnostics", "std_512")
+    mpd = ev.get("mpd") if is_num(ev.get("mpd")) else lookup(ev, "diagnostics", "mpd_512")
+    std = ev.get("std") if is_num(ev.get("std")) else lookup(ev, "diagnostics", "std_512")
     return mpd, std
 
 
 def _t4_row(name: str, ev: Mapping, with_bpd: bool) -> list[str]:
     mpd, std = _mpd_std(ev)
-    row = [name, _num(ev.get("recon")), _num(ev.get("kl")), _num(mpd), _num(std),
-           _num(ev.get("elbo")), _num(ev.get("nll"))]
+    row = [name, num(ev.get("recon")), num(ev.get("kl")), num(mpd), num(std),
+           num(ev.get("elbo")), num(ev.get("nll"))]
     if with_bpd:
-        row.append(_num(ev.get("bits_per_dim"), 3))
+        row.append(num(ev.get("bits_per_dim"), 3))
     return row
 
 
@@ -136,20 +78,20 @@ def _t4_paper_row(entry: Mapping, with_bpd: bool) -> list[str] | None:
     if not (t4 or t1 or (t3 and with_bpd)):
         return None
     src = t4 or {}
-    kl = src.get("kl", _get(t1, "kl"))
-    nll = src.get("nll", _get(t1, "nll"))
-    row = [f"{entry['label']} (paper)", _num(src.get("re")), _num(kl), _num(src.get("mpd")),
-           _num(src.get("std")), _num(src.get("elbo")), _num(nll)]
+    kl = src.get("kl", lookup(t1, "kl"))
+    nll = src.get("nll", lookup(t1, "nll"))
+    row = [f"{entry['label']} (paper)", num(src.get("re")), num(kl), num(src.get("mpd")),
+           num(src.get("std")), num(src.get("elbo")), num(nll)]
     if with_bpd:
-        row.append(_num(_get(t3, "bits_per_dim"), 2))
+        row.append(num(lookup(t3, "bits_per_dim"), 2))
     return row
 
 
 def _t2_row(name: str, ev: Mapping) -> list[str]:
     row = [name]
-    row += [_pct(_get(ev, "clustering", "kmeans", k, "acc_test")) for k in _KS]
+    row += [pct(lookup(ev, "clustering", "kmeans", k, "acc_test")) for k in _KS]
     for clf in ("knn", "logreg"):
-        row += [_pct(_get(ev, "probes", "results", clf, b, "acc_test")) for b in _BUDGETS]
+        row += [pct(lookup(ev, "probes", "results", clf, b, "acc_test")) for b in _BUDGETS]
     return row
 
 
@@ -158,16 +100,16 @@ def _t2_paper_row(entry: Mapping) -> list[str] | None:
     if not t2:
         return None
     row = [f"{entry['label']} (paper)"]
-    row += [_num(_get(t2, "kmeans", k), 1) for k in _KS]
+    row += [num(lookup(t2, "kmeans", k), 1) for k in _KS]
     for clf in ("knn", "logreg"):
-        row += [_num(_get(t2, clf, b), 1) for b in _BUDGETS]
+        row += [num(lookup(t2, clf, b), 1) for b in _BUDGETS]
     return row
 
 
 def _t5_row(name: str, ev: Mapping) -> list[str]:
     row = [name]
     for clf in ("svm_linear", "svm_rbf"):
-        row += [_pct_pm(_get(ev, "probes", "results", clf, b, "acc_test")) for b in _BUDGETS]
+        row += [pct_pm(lookup(ev, "probes", "results", clf, b, "acc_test")) for b in _BUDGETS]
     return row
 
 
@@ -177,7 +119,7 @@ def _t5_paper_row(entry: Mapping) -> list[str] | None:
         return None
     row = [f"{entry['label']} (paper)"]
     for clf in ("svm_linear", "svm_rbf"):
-        row += [_paper_pm(_get(t5, clf, b)) for b in _BUDGETS]
+        row += [paper_pm(lookup(t5, clf, b)) for b in _BUDGETS]
     return row
 
 
@@ -197,10 +139,10 @@ def _diag_row(name: str, ev: Mapping) -> list[str]:
     kl = d.get("kl_per_dim")
     au = d.get("active_units")
     n_dims = len(kl) if isinstance(kl, Sequence) else None
-    au_txt = DASH if not _is_num(au) else (f"{int(au)}/{n_dims}" if n_dims else str(int(au)))
+    au_txt = DASH if not is_num(au) else (f"{int(au)}/{n_dims}" if n_dims else str(int(au)))
     kl_sum = sum(float(v) for v in kl) if isinstance(kl, Sequence) and kl else None
-    return [name, au_txt, _num(d.get("mutual_information")), _num(kl_sum),
-            _num(d.get("mpd_512")), _num(d.get("std_512"))]
+    return [name, au_txt, num(d.get("mutual_information")), num(kl_sum),
+            num(d.get("mpd_512")), num(d.get("std_512"))]
 
 
 _DIAG_HEADER = ["Model", "active units", "I(x;z) (nats)", "Σ_d KL(q‖N(0,1)) (nats)",
@@ -215,16 +157,16 @@ def _clustering_details(cl: Mapping) -> list[str]:
         return []
     rows = []
     for k, e in cl["kmeans"].items():
-        rows.append([f"K={k}", _pct_pm(e.get("acc_test")), _pct_pm(e.get("acc_train")),
-                     _pct_pm(e.get("acc_test_majority")), _num(_mean(e.get("nmi_test")), 3),
-                     _num(_mean(e.get("ari_test")), 3), _num(e.get("wall_time_s"), 1)])
+        rows.append([f"K={k}", pct_pm(e.get("acc_test")), pct_pm(e.get("acc_train")),
+                     pct_pm(e.get("acc_test_majority")), num(mean_of(e.get("nmi_test")), 3),
+                     num(mean_of(e.get("ari_test")), 3), num(e.get("wall_time_s"), 1)])
     out = ["### K-means clustering (all metrics, mean ± std over runs)", "",
-           _table(["K", "test acc (nearest sample)", "train acc (nearest sample)",
+           table(["K", "test acc (nearest sample)", "train acc (nearest sample)",
                    "test acc (majority)", "NMI (test)", "ARI (test)", "time (s)"], rows)]
     h = cl.get("hungarian")
     if isinstance(h, Mapping):
-        out += ["", f"Hungarian accuracy, K={h.get('k', DASH)}: test {_pct_pm(h.get('acc_test'))}"
-                f" %, train {_pct_pm(h.get('acc_train'))} %."]
+        out += ["", f"Hungarian accuracy, K={h.get('k', DASH)}: test {pct_pm(h.get('acc_test'))}"
+                f" %, train {pct_pm(h.get('acc_train'))} %."]
     p = cl.get("protocol")
     if isinstance(p, Mapping):
         out += ["", f"Protocol: K-means ({p.get('algorithm', DASH)}, "
@@ -249,16 +191,16 @@ def _probe_details(pr: Mapping) -> list[str]:
         row = [_PROBE_TITLES.get(clf, clf)]
         for b in budgets:
             e = per_clf.get(b, {})
-            t = _get(e, "time_s", "mean")
-            cell = _pct_pm(e.get("acc_test"))
-            if cell != DASH and _is_num(t):
+            t = lookup(e, "time_s", "mean")
+            cell = pct_pm(e.get("acc_test"))
+            if cell != DASH and is_num(t):
                 cell += f" ({float(t):.1f} s)" if float(t) >= 1 else f" ({float(t):.2f} s)"
             if e.get("converged") is False:
                 cell += " [not converged]"
             row.append(cell)
         rows.append(row)
     out = ["### Label-budget probes (test accuracy %, mean ± std; wall time per run)", "",
-           _table(["Classifier"] + [f"{_BUDGET_TITLES.get(b, b)} labels" for b in budgets], rows)]
+           table(["Classifier"] + [f"{_BUDGET_TITLES.get(b, b)} labels" for b in budgets], rows)]
     p = pr.get("protocol")
     if isinstance(p, Mapping):
         out += ["", f"Protocol: {'class-balanced' if p.get('balanced') else 'uniform'} labelled "
@@ -295,46 +237,46 @@ def render_run_report(
         raise MaevaeError(f"the evaluation result must be a dict, got {type(eval_dict).__name__}")
     ev = eval_dict
     entry = None if paper_key is None else paper_entry(paper_key)
-    with_bpd = _is_num(ev.get("bits_per_dim"))
+    with_bpd = is_num(ev.get("bits_per_dim"))
     out = [f"# Evaluation report: {run_name}", ""]
     out += ["## Density estimation (paper Table 4 layout, nats)", "",
-            _table(_t4_header(with_bpd), _with_paper(
+            table(_t4_header(with_bpd), _with_paper(
                 _t4_row(run_name, ev, with_bpd), entry, lambda e: _t4_paper_row(e, with_bpd))),
             ""]
     details = []
-    if _is_num(ev.get("nll")):
-        se = f" ± {_num(ev.get('nll_stderr'), 3)} (std. error)" if _is_num(
+    if is_num(ev.get("nll")):
+        se = f" ± {num(ev.get('nll_stderr'), 3)} (std. error)" if is_num(
             ev.get("nll_stderr")) else ""
-        details.append(f"NLL {_num(ev.get('nll'))}{se}")
-    if _is_num(ev.get("nll_samples")):
+        details.append(f"NLL {num(ev.get('nll'))}{se}")
+    if is_num(ev.get("nll_samples")):
         details.append(f"{int(ev['nll_samples'])} importance samples")
-    if _is_num(ev.get("test_copies")):
+    if is_num(ev.get("test_copies")):
         c = int(ev["test_copies"])
         details.append(f"{c} binarised test cop{'y' if c == 1 else 'ies'}" if c else
                        "test images binarised anew on every pass")
     if details:
         out += ["; ".join(details) + ".", ""]
     out += ["## Representation (paper Table 2 layout, accuracy %)", "",
-            _table(_T2_HEADER, _with_paper(_t2_row(run_name, ev), entry, _t2_paper_row)), ""]
+            table(_T2_HEADER, _with_paper(_t2_row(run_name, ev), entry, _t2_paper_row)), ""]
     out += ["## SVM probes (paper Table 5 layout, accuracy %, mean ± std)", "",
-            _table(_T5_HEADER, _with_paper(_t5_row(run_name, ev), entry, _t5_paper_row)), ""]
+            table(_T5_HEADER, _with_paper(_t5_row(run_name, ev), entry, _t5_paper_row)), ""]
     if entry is not None:
         out += ["Rows marked (paper) are the published numbers of Ma, Zhou & Hovy (ICLR 2019) "
                 f"for {entry['label']}, not results of this run.", ""]
-        out += [f"- {_cell_text(n)}" for n in entry["notes"]] + ([""] if entry["notes"] else [])
+        out += [f"- {cell_text(n)}" for n in entry["notes"]] + ([""] if entry["notes"] else [])
     blocks = [b for b in (_clustering_details(ev.get("clustering")),
                           _probe_details(ev.get("probes"))) if b]
     if blocks:
         out += ["## Clustering and probes in detail", ""]
     for block in blocks:
         out += block + [""]
-    out += ["## Latent diagnostics", "", _table(_DIAG_HEADER, [_diag_row(run_name, ev)]), ""]
+    out += ["## Latent diagnostics", "", table(_DIAG_HEADER, [_diag_row(run_name, ev)]), ""]
     if figures:
         out += ["## Figures", ""]
         for caption, path in figures.items():
             out += [f"### {caption}", "", f"![{caption}]({path})", ""]
     if notes:
-        out += ["## Notes", ""] + [f"- {_cell_text(n)}" for n in notes] + [""]
+        out += ["## Notes", ""] + [f"- {cell_text(n)}" for n in notes] + [""]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -363,7 +305,7 @@ def render_comparison(
     OMNIGLOT rows show Table 1's NLL and KL).
     """
     runs, entries = _runs_and_paper_entries(runs, paper_keys, "nothing to compare")
-    with_bpd = any(_is_num(ev.get("bits_per_dim")) for _, ev in runs) or any(
+    with_bpd = any(is_num(ev.get("bits_per_dim")) for _, ev in runs) or any(
         e is not None and "table3" in e for e in entries)
 
     def interleave(own, paper) -> list[list[str]]:
@@ -378,20 +320,20 @@ def render_comparison(
 
     out = ["# Comparison", ""]
     out += ["## Density estimation (paper Table 4 layout, nats)", "",
-            _table(_t4_header(with_bpd), interleave(
+            table(_t4_header(with_bpd), interleave(
                 lambda n, ev: _t4_row(n, ev, with_bpd), lambda e: _t4_paper_row(e, with_bpd))),
             ""]
     out += ["## Representation (paper Table 2 layout, accuracy %)", "",
-            _table(_T2_HEADER, interleave(_t2_row, _t2_paper_row)), ""]
+            table(_T2_HEADER, interleave(_t2_row, _t2_paper_row)), ""]
     out += ["## SVM probes (paper Table 5 layout, accuracy %, mean ± std)", "",
-            _table(_T5_HEADER, interleave(_t5_row, _t5_paper_row)), ""]
+            table(_T5_HEADER, interleave(_t5_row, _t5_paper_row)), ""]
     out += ["## Latent diagnostics", "",
-            _table(_DIAG_HEADER, [_diag_row(n, ev) for n, ev in runs]), ""]
+            table(_DIAG_HEADER, [_diag_row(n, ev) for n, ev in runs]), ""]
     notes = [f"{e['label']} (paper): {note}" for e in entries if e for note in e["notes"]]
     out += ["Rows marked (paper) are the published numbers of Ma, Zhou & Hovy (ICLR 2019); "
             "our accuracies are the mean over runs of test accuracy."]
     if notes:
-        out += [""] + [f"- {_cell_text(n)}" for n in dict.fromkeys(notes)]
+        out += [""] + [f"- {cell_text(n)}" for n in dict.fromkeys(notes)]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -401,9 +343,9 @@ def _clustering_row(name: str, ev: Mapping) -> list[str]:
     k0 = next(iter(km), None)
     e = km.get(k0, {}) if k0 is not None else {}
     h = cl.get("hungarian") if isinstance(cl.get("hungarian"), Mapping) else {}
-    return [name, _pct_pm(e.get("acc_test")), _pct_pm(e.get("acc_test_majority")),
-            _pct_pm(h.get("acc_test")), _num(_mean(e.get("nmi_test")), 3),
-            _num(_mean(e.get("ari_test")), 3)], k0, h.get("k")
+    return [name, pct_pm(e.get("acc_test")), pct_pm(e.get("acc_test_majority")),
+            pct_pm(h.get("acc_test")), num(mean_of(e.get("nmi_test")), 3),
+            num(mean_of(e.get("ari_test")), 3)], k0, h.get("k")
 
 
 def render_representation_tables(
@@ -435,14 +377,14 @@ def render_representation_tables(
         k0, hk = k0 or k, hk or h
     k_txt, hk_txt = k0 or "K", hk or "C"
     out = [f"{hashes} Representation (paper Table 2 layout, test accuracy %)", "",
-           _table(_T2_HEADER, rows(_t2_row, _t2_paper_row)), "",
+           table(_T2_HEADER, rows(_t2_row, _t2_paper_row)), "",
            f"{hashes} SVM probes (paper Table 5 layout, test accuracy %, mean ± std)", "",
-           _table(_T5_HEADER, rows(_t5_row, _t5_paper_row)), "",
+           table(_T5_HEADER, rows(_t5_row, _t5_paper_row)), "",
            f"{hashes} Clustering, other scores (test set, mean ± std over runs)", "",
-           _table(["Model", f"K={k_txt} nearest-sample", f"K={k_txt} majority vote",
+           table(["Model", f"K={k_txt} nearest-sample", f"K={k_txt} majority vote",
                    f"Hungarian (K={hk_txt})", f"NMI (K={k_txt})", f"ARI (K={k_txt})"], cl_rows),
            "", f"{hashes} Latent diagnostics", "",
-           _table(_DIAG_HEADER, [_diag_row(n, ev) for n, ev in runs])]
+           table(_DIAG_HEADER, [_diag_row(n, ev) for n, ev in runs])]
     if any(e is not None for e in entries):
         out += ["", "Rows marked (paper) are the published numbers of Ma, Zhou & Hovy "
                 "(ICLR 2019), not our results."]
