@@ -23,14 +23,13 @@ from maevae.objectives import batch_mpd_std
 def _chunked_terms(model: VAE, xb: torch.Tensor, n_samples: int,
                    generator: torch.Generator | None, chunk: int | None) -> Terms:
     """``model.terms(xb, n_samples, generator)`` with at most ``chunk`` images × samples per
-    decoder pass (None: one pass). The noise eps [S, B, D] is drawn for the whole batch as
-    ``terms`` draws it (same shape, dtype and generator), then sliced per chunk."""
+    decoder pass (None: one pass). The noise eps [S, B, D] is drawn for the whole batch by
+    the posterior's own :meth:`~maevae.distributions.DiagGaussian.noise`, as ``terms`` draws
+    it, then sliced per chunk."""
     b = xb.shape[0]
     if chunk is None or b * n_samples <= chunk:
         return model.terms(xb, n_samples, generator)
-    mu = model.encoder(xb).mu  # [B, D] (or a latent map): the noise's shape and dtype
-    eps = torch.randn((n_samples, *mu.shape), dtype=mu.dtype, device=mu.device,
-                      generator=generator)  # [S, B, D]
+    eps = model.encoder(xb).noise(n_samples, generator)  # [S, B, D]
     step = max(1, chunk // n_samples)  # images per decoder pass
     parts = [model.terms(xb[i:i + step], n_samples, eps=eps[:, i:i + step])
              for i in range(0, b, step)]

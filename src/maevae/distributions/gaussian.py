@@ -22,11 +22,14 @@ class DiagGaussian:
     mu: torch.Tensor
     logvar: torch.Tensor
 
+    def noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The standard-normal noise eps [n, B, D] that :meth:`rsample` turns into z."""
+        return torch.randn((n, *self.mu.shape), dtype=self.mu.dtype, device=self.mu.device,
+                           generator=generator)
+
     def rsample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Reparameterised samples z: [n, B, D]."""
-        eps = torch.randn((n, *self.mu.shape), dtype=self.mu.dtype, device=self.mu.device,
-                          generator=generator)
-        return self.mu + (0.5 * self.logvar).exp() * eps
+        """Reparameterised samples z = mu + sigma * eps: [n, B, D]."""
+        return self.mu + (0.5 * self.logvar).exp() * self.noise(n, generator)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log q(z|x) summed over D; z: [..., B, D] -> [..., B]."""
