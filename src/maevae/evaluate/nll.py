@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from maevae.config import RunConfig
 from maevae.data.transforms import data_dims, evaluation_inputs, redraw_dynamic
-from maevae.device import maybe_compile_decoder
+from maevae.device import autocast_dtype, maybe_compile_decoder
 from maevae.errors import ConfigError, MaevaeError
 from maevae.evaluate.likelihood import bits_per_dim, importance_sampled_batch, iterate_batches
 from maevae.models.vae import VAE
@@ -81,7 +81,7 @@ def importance_sampled_test_nll(run: RunDir, model: VAE, x: torch.Tensor, cfg: R
         except Exception:  # unreadable, stale or forged partial results: start over
             start_at, done = 0, {n: [] for n in names}
     g = torch.Generator(device=x.device).manual_seed(cfg.seed + 99)
-    dtype = torch.bfloat16 if precision == "bf16" else None
+    dtype = autocast_dtype(precision)
     chunk = cfg.eval.nll_chunk
     bar = tqdm(total=x.shape[0], initial=start_at, desc="IS-NLL", disable=not progress,
                leave=False, dynamic_ncols=True)
