@@ -15,38 +15,110 @@ test set, the next ``round(N * val_fraction)`` (or ``n_val``) the validation set
 
 from __future__ import annotations
 
-import warnings
+import os
 from pathlib import Path
 
 import numpy as np
 
 from maevae.data.base import ImageSplits
+from maevae.data.images import image_header, load_image
 from maevae.data.splits import seeded_three_way
 from maevae.errors import DataError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
+# Largest uint8 array a folder dataset becomes (N x C x H x W bytes).
+MAX_ARRAY_BYTES = 16 << 30
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
 
-def _is_image(p: Path) -> bool:
-    return p.is_file() and not p.name.startswith(".") and p.suffix.lower() in EXTENSIONS
+def _is_image_name(name: str) -> bool:
+    return not name.startswith(".") and Path(name).suffix.lower() in EXTENSIONS
 
 
-def _visible_dirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _dir_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()  # follows links
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _scan(d: Path) -> list[os.DirEntry]:
+    try:
+        with os.scandir(d) as it:
+            return sorted(it, key=lambda e: e.name)
+    except PermissionError as exc:
+        raise DataError(f"cannot list the image folder {d}: {exc.strerror or exc}; check its "
+                        "permissions") from None
+    except OSError as exc:
+        raise DataError(f"cannot list the image folder {d}: {exc.strerror or exc}") from None
+
+
+class _Walk:
+    """Walks a dataset folder following symlinks, entering each real directory once.
+
+    A directory met a second time -- a symlink to the dataset folder or one of its ancestors
+    (a loop), or a second path to a folder already walked -- is refused, naming the link.
+    """
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.ancestors: dict[tuple[int, int], Path] = {}
+        for a in (root, *root.resolve().parents):
+            i = _dir_id(a)
+            if i is not None:
+                self.ancestors.setdefault(i, a)
+        self.seen: dict[tuple[int, int], Path] = {}
+
+    def enter(self, d: Path) -> None:
+        i = _dir_id(d)
+        if i is None:
+            return
+        if i in self.ancestors and d != self.root:
+            raise DataError(
+                f"{d} links to {self.ancestors[i]}, which contains it (a symlink loop); maevae "
+                "follows each real folder once: remove the link"
+            )
+        if i in self.seen:
+            raise DataError(
+                f"{d} is a second path to {self.seen[i]} (a symlink), so its images would count "
+                "twice; maevae follows each real folder once: remove one of the two"
+            )
+        self.seen[i] = d
+
+    def images(self, d: Path) -> list[Path]:
+        """Every image below ``d`` (hidden entries skipped), sorted."""
+        self.enter(d)
+        out, stack = [], [d]
+        while stack:
+            cur = stack.pop()
+            for e in _scan(cur):
+                if e.name.startswith("."):
+                    continue
+                p = cur / e.name
+                if e.is_dir():  # follows links
+                    self.enter(p)
+                    stack.append(p)
+                elif e.is_file() and _is_image_name(e.name):
+                    out.append(p)
+        return sorted(out)
 
 
 def list_images(folder: Path) -> tuple[list[Path], list[int] | None, list[str]]:
     """Return (files, labels or None, class names)."""
     if not folder.is_dir():
         raise DataError(f"image folder {folder} does not exist or is not a folder")
-    loose = sorted(p for p in folder.iterdir() if _is_image(p))
+    walk = _Walk(folder)
+    walk.enter(folder)
+    entries = _scan(folder)
+    loose = [folder / e.name for e in entries if e.is_file() and _is_image_name(e.name)]
     classes = []
-    for d in _visible_dirs(folder):
-        files = sorted(p for p in d.rglob("*") if _is_image(p)
-                       and not any(part.startswith(".") for part in p.relative_to(d).parts))
+    for e in entries:
+        if e.name.startswith(".") or not e.is_dir():
+            continue
+        files = walk.images(folder / e.name)
         if files:
-            classes.append((d.name, files))
+            classes.append((e.name, files))
     if loose and classes:
         raise DataError(
             f"{folder} has both loose images (e.g. {loose[0].name}) and class subfolders (e.g. "
@@ -68,26 +140,11 @@ def list_images(folder: Path) -> tuple[list[Path], list[int] | None, list[str]]:
 
 def _header(path: Path) -> tuple[str, tuple[int, int]]:
     """(mode, (width, height)) from the file header, without decoding the pixels."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return im.mode, im.size
-    except Exception as exc:
-        raise DataError(f"cannot read image {path} ({exc}); fix or remove it") from None
+    return image_header(path)
 
 
 def _load(path: Path):
-    from PIL import Image
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                im.load()
-                return im.copy()
-    except Exception as exc:
-        raise DataError(f"cannot read image {path} ({exc}); fix or remove it") from None
+    return load_image(path)
 
 
 def _parse_size(image_size) -> tuple[int, int] | None:
@@ -145,6 +202,13 @@ def load_folder(folder: Path, *, seed: int = 524287, n_val: int | None = None,
         size = _common_size(files, headers)
     h, w = size
     mode = "L" if channels == 1 else "RGB"
+    need = len(files) * channels * h * w
+    if need > MAX_ARRAY_BYTES:
+        raise DataError(
+            f"{folder}: {len(files)} images of {channels}x{h}x{w} need {need / 2**30:.1f} GiB, "
+            f"above the limit of {MAX_ARRAY_BYTES / 2**30:.0f} GiB; set data.image_size smaller "
+            "or use fewer images"
+        )
     x = np.empty((len(files), channels, h, w), dtype=np.uint8)
     for i, p in enumerate(files):
         im = _load(p)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from maevae.data.download import download as _download
-from maevae.data.idx import parse_idx, read_file_content
+from maevae.data.idx import parse_idx, read_idx_content
 from maevae.errors import DataError
 
 # (stem, md5 of the uncompressed content)
@@ -141,7 +141,7 @@ def _fetch_missing(v: _Variant, name: str, folder: Path, missing: list[str]) -> 
     bases = mirrors_for(name)
     for stem in missing:
         def check(tmp: Path, stem: str = stem) -> None:
-            content = read_file_content(tmp)
+            content = read_idx_content(tmp, f"downloaded {stem}.gz")
             parse_idx(content, f"downloaded {stem}.gz")
             _verify_content(v, stem, Path(f"downloaded {stem}.gz"), content)
 
@@ -170,7 +170,7 @@ def load_idx_pair(root: str | Path, name: str = "mnist", *, download: bool = Tru
         for stem in STEMS[part]:
             path = _find(folder, stem)
             assert path is not None
-            content = read_file_content(path)
+            content = read_idx_content(path)
             arrays.append(parse_idx(content, path))
             _verify_content(v, stem, path, content)
             paths.append(path)

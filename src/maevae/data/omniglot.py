@@ -37,11 +37,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import os
 import tempfile
 import time
-import warnings
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
@@ -50,6 +48,7 @@ import numpy as np
 
 from maevae.data.base import ImageSplits
 from maevae.data.download import download as _download
+from maevae.data.images import MAX_IMAGE_FILE_BYTES, load_image_bytes
 from maevae.data.paths import user_cache_dir
 from maevae.data.splits import seeded_holdout
 from maevae.errors import DataError
@@ -210,17 +209,15 @@ def area_matrix(n_in: int, n_out: int) -> np.ndarray:
 
 def _decode_png(data: bytes, label: str) -> np.ndarray:
     """PNG bytes -> float32 [28, 28] ink image (background 0, ink 1)."""
-    from PIL import Image
-
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            if im.mode == "1":
-                white = np.asarray(im, dtype=np.float32)
-            else:
-                white = np.asarray(im.convert("L"), dtype=np.float32) * (1.0 / 255.0)
-    except Exception as exc:
-        raise DataError(f"{label} is not a readable PNG ({exc}); the zip is corrupt") from None
+        im = load_image_bytes(data, label)
+    except DataError as exc:
+        raise DataError(f"{exc}; the zip is corrupt") from None
+    with im:
+        if im.mode == "1":
+            white = np.asarray(im, dtype=np.float32)
+        else:
+            white = np.asarray(im.convert("L"), dtype=np.float32) * (1.0 / 255.0)
     ink = 1.0 - white
     h, w = ink.shape
     if (h, w) == (SIDE, SIDE):
@@ -230,11 +227,7 @@ def _decode_png(data: bytes, label: str) -> np.ndarray:
 
 def build_omniglot28(zip_paths: list[Path]) -> dict[str, np.ndarray]:
     """Decode and resize every PNG in the zips; returns the arrays stored in the cache."""
-    from PIL import Image
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        return _build(zip_paths)
+    return _build(zip_paths)
 
 
 def _build(zip_paths: list[Path]) -> dict[str, np.ndarray]:
@@ -265,7 +258,13 @@ def _build(zip_paths: list[Path]) -> dict[str, np.ndarray]:
                     key = (top, alpha, char)
                     if key not in char_keys:
                         char_keys[key] = len(char_keys)
-                    data = zf.read(info)
+                    if info.file_size > MAX_IMAGE_FILE_BYTES:
+                        raise DataError(
+                            f"{zpath}:{info.filename} declares {info.file_size} bytes, above "
+                            f"the limit of {MAX_IMAGE_FILE_BYTES} for one image; the zip is "
+                            "corrupt: delete it and download it again"
+                        )
+                    data = zf.read(info)  # inflates at most info.file_size bytes
                     images.append(_decode_png(data, f"{zpath}:{info.filename}"))
                     alphabets.append(alpha_index[alpha])
                     characters.append(char_keys[key])
@@ -288,19 +287,60 @@ def _build(zip_paths: list[Path]) -> dict[str, np.ndarray]:
     }
 
 
-def _read_cache(path: Path, fingerprint: np.ndarray) -> dict[str, np.ndarray] | None:
+CACHE_KEYS = ("images", "alphabet", "character", "drawing", "alphabet_names")
+# Largest cache maevae reads (inflated bytes of all members); the full set needs about 30 MB.
+MAX_CACHE_BYTES = 512 << 20
+
+
+def _cache_problem(arrays: dict[str, np.ndarray]) -> str | None:
+    """Why ``arrays`` (read from a cache) are not what :func:`build_omniglot28` writes, or None."""
+    x = arrays["images"]
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (1, SIDE, SIDE):
+        return f"images are {x.dtype} {x.shape}, expected uint8 [N, 1, {SIDE}, {SIDE}]"
+    n = len(x)
+    if n == 0:
+        return "it holds no images"
+    names = arrays["alphabet_names"]
+    if names.dtype.kind != "U" or names.ndim != 1 or len(names) == 0:
+        return f"alphabet_names is {names.dtype} {names.shape}, expected a list of names"
+    for key in ("alphabet", "character"):
+        a = arrays[key]
+        if a.dtype != np.int64 or a.shape != (n,):
+            return f"{key} is {a.dtype} {a.shape}, expected int64 [{n}]"
+    if arrays["alphabet"].min() < 0 or arrays["alphabet"].max() >= len(names):
+        return f"alphabet labels lie outside 0..{len(names) - 1}"
+    if arrays["character"].min() < 0 or arrays["character"].max() >= n:
+        return "character labels are out of range"
+    d = arrays["drawing"]
+    if d.dtype.kind != "U" or d.shape != (n,):
+        return f"drawing is {d.dtype} {d.shape}, expected {n} file names"
+    return None
+
+
+def _read_cache(path: Path, fingerprint: np.ndarray) -> tuple[dict | None, str | None]:
+    """(arrays, None) from a valid cache; (None, why) when it is absent, stale or wrong.
+
+    The members' declared sizes are checked before anything is inflated, and the arrays are
+    checked (dtype, shape, label ranges) after: a cache with the right fingerprint but wrong
+    contents is never returned.
+    """
     if not path.is_file():
-        return None
+        return None, None
     try:
+        with zipfile.ZipFile(path) as zf:
+            total = sum(i.file_size for i in zf.infolist())
+        if total > MAX_CACHE_BYTES:
+            return None, f"its members declare {total} bytes, above {MAX_CACHE_BYTES}"
         with np.load(path, allow_pickle=False) as npz:
             if str(npz["version"]) != CACHE_VERSION:
-                return None
+                return None, "it is another version"
             if not np.array_equal(npz["source"], fingerprint):
-                return None
-            return {k: npz[k] for k in ("images", "alphabet", "character", "drawing",
-                                         "alphabet_names")}
-    except Exception:  # unreadable / partial / old cache: rebuild it
-        return None
+                return None, "it was built from other zips"
+            arrays = {k: npz[k] for k in CACHE_KEYS}
+    except Exception as exc:  # unreadable / partial / old cache: rebuild it
+        return None, f"it is unreadable ({type(exc).__name__})"
+    why = _cache_problem(arrays)
+    return (None, why) if why else (arrays, None)
 
 
 def _writable(folder: Path) -> bool:
@@ -364,17 +404,25 @@ def load_omniglot_zip_arrays(folder: str | Path, *, download: bool = False,
         )
     fingerprint = _fingerprint(paths)
     candidates = _cache_paths(folder, fingerprint, Path(cache_dir) if cache_dir else None)
+    rejected = []
     for c in candidates:
-        arrays = _read_cache(c, fingerprint)
+        arrays, why = _read_cache(c, fingerprint)
         if arrays is not None:
             return arrays, f"loaded from cache {c}"
+        if why:
+            rejected.append(f"ignored the cache {c}: {why}")
     t0 = time.perf_counter()
     arrays = build_omniglot28(paths)
     took = time.perf_counter() - t0
+    why = _cache_problem(arrays)
+    if why:  # a zip with odd contents (not a cache problem): refuse rather than train on it
+        raise DataError(f"the OMNIGLOT arrays built from {folder} are wrong ({why}); replace "
+                        "the zips")
+    pre = "; ".join(rejected) + ("; " if rejected else "")
     for c in candidates:
         if _write_cache(c, arrays, fingerprint):
-            return arrays, f"built from the zips in {took:.1f} s, cached in {c}"
-    return arrays, f"built from the zips in {took:.1f} s (no writable cache folder)"
+            return arrays, f"{pre}built from the zips in {took:.1f} s, cached in {c}"
+    return arrays, f"{pre}built from the zips in {took:.1f} s (no writable cache folder)"
 
 
 def zip_test_split(character: np.ndarray, drawing: np.ndarray, test_fraction: float,
