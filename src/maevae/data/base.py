@@ -6,6 +6,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from maevae.errors import DataError
+
+_FIX = {
+    "train": "add images, or lower data.n_val / data.test_fraction",
+    "val": "add images, or set data.n_val to at least 1 (it must leave training images)",
+    "test": "add images, or raise data.test_fraction (image folders, zip-built OMNIGLOT)",
+}
+
 
 @dataclass
 class ImageSplits:
@@ -48,6 +56,22 @@ class ImageSplits:
             shape = x.shape[1:]
             if y is not None and (y.dtype != np.int64 or y.shape != (len(x),)):
                 raise ValueError(f"{self.name}: {part}_y must be int64 [{len(x)}]")
+        return self
+
+    def require_nonempty(self, parts: tuple[str, ...] = ("train", "val", "test")
+                         ) -> ImageSplits:
+        """Raise :class:`DataError` naming the first of ``parts`` that holds no images.
+
+        Loading may give empty parts (library users ask for ``n_val=0``); training and
+        evaluation call this, so an empty split is one clear line, not a crash later on.
+        """
+        for part in parts:
+            if len(getattr(self, f"{part}_x")) == 0:
+                ntr, nva, nte = self.sizes()
+                raise DataError(
+                    f"the {part} split of {self.name} is empty (train/val/test = "
+                    f"{ntr}/{nva}/{nte} images); {_FIX[part]}"
+                )
         return self
 
     def summary(self) -> str:

@@ -31,6 +31,8 @@ TARBALL = "cifar-10-python.tar.gz"
 TARBALL_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR10_MIRRORS: list[str] = ["https://www.cs.toronto.edu/~kriz/"]
 N_VAL = 2000
+# Largest batch file read (each real batch is 31 MB) and largest member extracted from the tarball.
+MAX_BATCH_BYTES = 256 << 20
 
 
 def _allowed_globals() -> dict[tuple[str, str], object]:
@@ -64,9 +66,18 @@ def safe_load_pickle(path: str | Path):
     path = Path(path)
     try:
         with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_BATCH_BYTES:
+                raise DataError(f"{path} holds {size} bytes, above the limit of {MAX_BATCH_BYTES} "
+                                "for a CIFAR-10 batch (31 MB each); replace it")
             return RestrictedUnpickler(f, encoding="latin1").load()
+    except DataError:
+        raise
     except FileNotFoundError:
         raise DataError(f"CIFAR-10 batch {path} does not exist") from None
+    except PermissionError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}; check its permissions"
+                        ) from None
     except pickle.UnpicklingError as exc:
         raise DataError(
             f"refused to load {path}: {exc}; a CIFAR-10 batch holds only a dict of numpy arrays, "
@@ -119,6 +130,9 @@ def _safe_extract(tar_path: Path, root: Path) -> None:
                     continue
                 if p.is_absolute() or ".." in p.parts or len(p.parts) != 2 or p.parts[0] != FOLDER:
                     continue
+                if m.size > MAX_BATCH_BYTES:
+                    raise DataError(f"{tar_path}: member {m.name} declares {m.size} bytes, above "
+                                    f"the limit of {MAX_BATCH_BYTES}; delete it and retry")
                 dest = root / FOLDER / p.parts[1]
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 src = tar.extractfile(m)
@@ -128,8 +142,10 @@ def _safe_extract(tar_path: Path, root: Path) -> None:
                                            dir=dest.parent)
                 try:
                     with os.fdopen(fd, "wb") as out:
-                        while chunk := src.read(1 << 20):
+                        left = MAX_BATCH_BYTES
+                        while left > 0 and (chunk := src.read(min(1 << 20, left))):
                             out.write(chunk)
+                            left -= len(chunk)
                     os.chmod(tmp, 0o644)
                     os.replace(tmp, dest)
                 finally:

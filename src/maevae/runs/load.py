@@ -46,7 +46,8 @@ def load_run_data(cfg: RunConfig, data_root: str | None) -> ImageSplits:
     """
     d = cfg.data
     opts = loader_options(d)
-    return load_dataset(d.name, data_root, split=d.split, seed=cfg.seed, n_val=d.n_val, **opts)
+    data = load_dataset(d.name, data_root, split=d.split, seed=cfg.seed, n_val=d.n_val, **opts)
+    return data.require_nonempty()  # training and evaluation need every split
 
 
 def load_trained_model(run: RunDir, cfg: RunConfig, device: torch.device) -> tuple[VAE, dict]:
