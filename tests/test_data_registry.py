@@ -141,13 +141,20 @@ def test_loader_options_equal_what_the_runner_passed(name, opts, monkeypatch):
 
     seen = {}
 
+    class Loaded:  # load_run_data also requires every split to be non-empty
+        def require_nonempty(self):
+            seen["required"] = True
+            return self
+
+    loaded = Loaded()
+
     def fake_load_dataset(nm, root, **kwargs):
         seen.update(name=nm, root=root, kwargs=kwargs)
-        return "loaded"
+        return loaded
 
     monkeypatch.setattr(load, "load_dataset", fake_load_dataset)
     cfg = _config(name, opts)
-    assert load.load_run_data(cfg, "/data") == "loaded"
+    assert load.load_run_data(cfg, "/data") is loaded and seen["required"]
     kwargs = dict(seen["kwargs"])
     assert (kwargs.pop("split"), kwargs.pop("seed"), kwargs.pop("n_val")) == (
         cfg.data.split, 3, cfg.data.n_val)

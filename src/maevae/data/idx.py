@@ -37,10 +37,10 @@ _CODES = {dt.newbyteorder("=").str[1:]: code for code, dt in IDX_DTYPES.items()}
 
 GZIP_MAGIC = b"\x1f\x8b"
 
-# Largest IDX array (data bytes) maevae reads; MNIST's largest file holds 47 MB.
-MAX_IDX_BYTES = 1 << 30
-# Largest content read_file_content inflates when the caller gives no expected size.
-MAX_GZIP_BYTES = 1 << 30
+# Largest IDX array (data bytes) maevae reads: 10x MNIST's largest file (47 MB).
+MAX_IDX_BYTES = 512 << 20
+# Largest content read_file_content reads or inflates when the caller gives no limit.
+MAX_GZIP_BYTES = 64 << 20
 _CHUNK = 1 << 20
 
 
@@ -93,7 +93,7 @@ class _Inflater:
                 if not self.buf:
                     raise self._corrupt("unexpected end of the compressed stream")
             try:
-                piece = self.d.decompress(self.buf, want)
+                piece = self.d.decompress(self.buf, min(want, 4 * _CHUNK))
             except zlib.error as exc:
                 raise self._corrupt(exc) from None
             self.buf = self.d.unconsumed_tail
