@@ -2,7 +2,10 @@
 
 Layouts: flat (all images directly in the folder: unlabelled) or one subfolder per class
 (labels = index of the subfolder name in sorted order; images anywhere below a class folder).
-Hidden files and other file types are ignored.
+Hidden files and other file types are ignored. Symlinks are followed and each real folder is
+walked once: a link to the dataset folder or one of its ancestors (a loop), or a second path to
+a folder already walked, is refused with a DataError naming the link. Images are decoded by
+:mod:`maevae.data.images` (PNG/JPEG content only, a pixel limit checked from the header).
 
 Channels: ``channels=1`` (grey) or ``3`` (RGB); by default grey when every image is a grey
 mode (1, L, LA, I, I;16, F), else RGB. Size: ``image_size=(H, W)`` resizes every image

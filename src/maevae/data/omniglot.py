@@ -25,7 +25,9 @@ Two sources:
     same order). Built arrays are cached in ``<root>/omniglot-py/maevae_omniglot28_v1.npz``
     (or, when that folder is read-only -- no write permission bits, even for root -- in
     ``<user cache>/omniglot-py/``) together with the zips' sizes and sha256
-    prefixes, so a changed zip triggers a rebuild.
+    prefixes, so a changed zip triggers a rebuild. A cache is also checked on read (members'
+    declared sizes before inflating, then dtype, shape and label ranges); one that fails is
+    ignored and rebuilt, and the data note says why.
 
 Validation split of the training part (both sources): ``split="mae"`` holds out ``n_val``
 (default 2,345, as the MAE authors) after a ``default_rng(seed)`` shuffle; ``split="iwae"`` is
