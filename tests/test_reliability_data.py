@@ -199,9 +199,27 @@ def _gzip_bomb(path: Path, header: bytes, gib: int = 4, member_mib: int = 16) ->
     return path
 
 
-def test_gzip_bomb_behind_an_honest_looking_header(tmp_path):
+def _gzip_bomb_one_stream(path: Path, header: bytes, gib: int = 4) -> Path:
+    """One gzip member (one compressobj) of ``header`` + ``gib`` GiB of zeros. After a full
+    flush the compressor state is reset, so every further 1 MiB block compresses to the same
+    bytes, written once per block. The trailer's CRC covers only what the compressor saw, so
+    a reader that inflated to the end would report a CRC error: it must refuse before."""
+    zeros = b"\0" * (1 << 20)
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    with open(path, "wb") as f:
+        f.write(c.compress(header + zeros) + c.flush(zlib.Z_FULL_FLUSH))
+        block = c.compress(zeros) + c.flush(zlib.Z_FULL_FLUSH)
+        for _ in range((gib << 10) - 1):
+            f.write(block)
+        f.write(c.flush())
+    assert path.stat().st_size < 8 << 20
+    return path
+
+
+@pytest.mark.parametrize("make", [_gzip_bomb, _gzip_bomb_one_stream], ids=["members", "stream"])
+def test_gzip_bomb_behind_an_honest_looking_header(tmp_path, make):
     """Header says 60000x28x28 (47 MB), the stream inflates to 4 GiB: refused at 47 MB."""
-    p = _gzip_bomb(tmp_path / "train-images-idx3-ubyte.gz", _idx_header(0x08, (60000, 28, 28)))
+    p = make(tmp_path / "train-images-idx3-ubyte.gz", _idx_header(0x08, (60000, 28, 28)))
     d = _bounded(f"from maevae.data.idx import read_idx; read_idx({str(p)!r})")
     _assert_bomb_refused(d, str(p), "longer than its header says", "(60000, 28, 28)")
 
@@ -352,6 +370,24 @@ def test_unreadable_image_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(DataError) as e:
         load_dataset("folder", d)
     _one_line(e, str(p), "Permission denied")
+
+
+def test_unreadable_omniglot_zip_is_one_line(tmp_path, monkeypatch, capsys):
+    folder = _small_omniglot(tmp_path)
+    p = folder / omni_mod.ZIP_NAMES[1]
+    if os.geteuid() != 0:
+        p.chmod(0)
+    else:
+        real = builtins.open
+
+        def deny(file, *a, **k):
+            if isinstance(file, str | os.PathLike) and Path(file) == p:
+                raise PermissionError(13, "Permission denied", str(p))
+            return real(file, *a, **k)
+        monkeypatch.setattr(builtins, "open", deny)
+    with pytest.raises(DataError) as e:
+        load_dataset("omniglot", tmp_path, download=False)
+    _one_line(e, str(p), "Permission denied", "permissions")
 
 
 def test_unlistable_folder_is_one_line(tmp_path, monkeypatch):

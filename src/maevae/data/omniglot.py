@@ -187,9 +187,13 @@ def _fingerprint(paths: list[Path]) -> np.ndarray:
     items = []
     for p in paths:
         h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
+        try:
+            with open(p, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+        except OSError as exc:
+            raise DataError(f"cannot read {p}: {exc.strerror or exc}; check its permissions"
+                            ) from None
         items.append(f"{p.name}:{p.stat().st_size}:{h.hexdigest()[:16]}")
     return np.array(items)
 
