@@ -32,7 +32,7 @@ from maevae.models.vae import VAE
 from maevae.objectives import LossTerms, training_loss
 from maevae.runs.directory import RunDir
 from maevae.runs.optimizer_state import optimizer_from_tensors, optimizer_to_tensors
-from maevae.statistics import batch_statistics
+from maevae.statistics import batch_statistics, fmt_stat
 from maevae.train.distributed import DistInfo, all_gather_grad, all_ranks, all_reduce_mean
 from maevae.train.ema import EMA
 from maevae.train.schedule import Schedule
@@ -295,7 +295,8 @@ class Trainer:
                "best": improved, "lr": self.schedule.lr(), "skipped": c.skipped}
         self._metrics(row)
         self.log(f"epoch {c.epoch + 1}: val ELBO {stats['elbo']:.2f} (RE {stats['recon']:.2f}, "
-                 f"KL {stats['kl']:.2f}, MPD {stats['mpd']:.2f}, STD {stats['std']:.2f})"
+                 f"KL {stats['kl']:.2f}, MPD {fmt_stat(stats['mpd'])}, "
+                 f"STD {fmt_stat(stats['std'])})"
                  + ("  *best*" if improved else ""))
 
     def _metrics(self, row: dict) -> None:
