@@ -231,6 +231,9 @@ def cmd_train(args) -> None:
         if cfg.data.name == "folder" and cfg.data.path is None and args.data_root:
             # record where the images are, so eval / reconstruct find them without --data-root
             cfg.data.path = str(Path(args.data_root).expanduser().absolute())
+        from maevae.runs.outputs import check_output_path
+
+        check_output_path(args.out, folder=True)  # not inside another run's files
         run = RunDir(args.out)
         run.check_new()  # before loading data: never overwrite another run
     if cfg.train.num_threads:
@@ -331,7 +334,10 @@ def cmd_reconstruct(args) -> None:
 
 def _png_out(args, default_name: str) -> Path:
     """``--out`` (checked), else ``RUN_DIR/default_name``."""
+    from maevae.runs.outputs import check_output_path
+
     out = Path(args.out) if args.out else Path(args.run_dir) / default_name
+    check_output_path(out, [args.run_dir], allow=[default_name])
     _check_png(out)
     return out
 
@@ -345,13 +351,19 @@ def _check_png(out: Path) -> None:
 
 def cmd_run(args) -> None:
     from maevae.digits_comparison import main_job
+    from maevae.runs.outputs import check_output_path
 
+    if args.out:
+        check_output_path(args.out, folder=True)
     main_job(args.out, device_name=args.device, progress=not args.no_progress)
 
 
 def cmd_compare(args) -> None:
     from maevae.evaluate.compare import compare_runs
+    from maevae.runs.outputs import check_output_path
 
+    if args.out:  # before reading the runs; never over a file of a run (e.g. its eval.json)
+        check_output_path(args.out, args.run_dirs)
     text = compare_runs(args.run_dirs)
     if args.out:
         Path(args.out).write_text(text)

@@ -20,6 +20,7 @@ from maevae.evaluate.generate import reconstruct_images, sample_images
 from maevae.evaluate.nll import evaluate_run
 from maevae.runs.files import atomic_write_text
 from maevae.runs.load import load_run_data, new_run
+from maevae.statistics import fmt_stat
 from maevae.train.trainer import Trainer
 
 PRESETS = {"VLAE": "tiny/digits_vlae", "MAE": "tiny/digits_mae"}
@@ -88,13 +89,14 @@ def _table(results: dict) -> str:
     head = "| model | " + " | ".join(name for _, name in COLUMNS) + " |"
     rows = [head, "|" + "---|" * (len(COLUMNS) + 1)]
     for label, r in results.items():
-        rows.append(f"| {label} | " + " | ".join(f"{r[k]:.2f}" for k, _ in COLUMNS) + " |")
+        rows.append(f"| {label} | " + " | ".join(fmt_stat(r[k]) for k, _ in COLUMNS) + " |")
     return "\n".join(rows)
 
 
 def render_report(results: dict, probe_md: str, seconds: float) -> str:
     v, m = results["VLAE"], results["MAE"]
-    verdict = ("yes" if m["kl"] > v["kl"] and m["mpd"] > v["mpd"] else "no")
+    verdict = ("n/a" if m["mpd"] is None or v["mpd"] is None
+               else "yes" if m["kl"] > v["kl"] and m["mpd"] > v["mpd"] else "no")
     any_r = next(iter(results.values()))
     lines = [
         "# maevae main job: VLAE vs MAE on scikit-learn's 8×8 digits",
@@ -110,7 +112,7 @@ def render_report(results: dict, probe_md: str, seconds: float) -> str:
         _table(results),
         "",
         f"MAE encodes more information than the VLAE (larger KL and MPD): **{verdict}** "
-        f"(KL {m['kl']:.2f} vs {v['kl']:.2f}; MPD {m['mpd']:.2f} vs {v['mpd']:.2f}).",
+        f"(KL {m['kl']:.2f} vs {v['kl']:.2f}; MPD {fmt_stat(m['mpd'])} vs {fmt_stat(v['mpd'])}).",
         "",
         "| model | training steps | train time (s) | evaluation time (s) |",
         "|---|---|---|---|",

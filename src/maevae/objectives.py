@@ -84,7 +84,8 @@ def posterior_divergence(mu: torch.Tensor, logvar: torch.Tensor,
                          form: Literal["code", "paper"] = "code") -> PosteriorDivergence:
     """MPD, STD and L_diverse (before eta) of a batch of diagonal-Gaussian posteriors.
 
-    mu, logvar: [B, D] with B >= 2 (STD needs B >= 3 to be finite: B(B-1) - 1 >= 1).
+    mu, logvar: [B, D] with B >= 2. With B = 2 ``std`` is |T_12 - T_21| / sqrt 2, the
+    asymmetry of the one pair's KL; reported statistics need B >= 3 (:data:`MIN_STD_BATCH`).
     form="code":  L_diverse = sum_k softplus(-M_k)              (authors' released code)
     form="paper": L_diverse = 1/M sum_{i != j} sum_k softplus(-KL_k(i || j))   (Eq. 8)
     """
@@ -110,19 +111,33 @@ def posterior_divergence(mu: torch.Tensor, logvar: torch.Tensor,
     return PosteriorDivergence(mpd=mpd, std=std, diverse=diverse, per_dim=per_dim)
 
 
-# The smallest batch whose MPD and STD are defined: B(B-1) = 2 ordered pairs (STD has
-# ddof 1). Validation, test statistics and the latent diagnostics all use this rule.
-MIN_DIVERGENCE_BATCH = 2
+# The small-batch rule of every reported MPD / STD (validation, test statistics, latent
+# diagnostics): MPD needs at least one pair, B >= 2. STD is the spread of the pairwise
+# divergences over pairs and needs two distinct pairs, B >= 3: with B = 2 the B(B-1) = 2
+# "samples" are KL(1||2) and KL(2||1) of the one pair, and their std |T_12 - T_21| / sqrt 2
+# measures only the asymmetry of KL (training refuses gamma > 0 with batch_size < 3 for the
+# same reason). A batch too small for a statistic does not contribute to it; when no batch
+# qualifies the statistic is None ("n/a", null in the files), never 0.
+MIN_MPD_BATCH = 2
+MIN_STD_BATCH = 3
+MIN_DIVERGENCE_BATCH = MIN_MPD_BATCH  # the smallest batch that has any divergence statistic
 
 
-def batch_mpd_std(mu: torch.Tensor, logvar: torch.Tensor) -> tuple[float, float] | None:
-    """MPD and STD of one batch of posteriors as floats; None for a batch too small to have
-    them (fewer than ``MIN_DIVERGENCE_BATCH`` posteriors). Half precision is computed in
-    fp32, float64 input (the diagnostics) in float64."""
-    if mu.shape[0] < MIN_DIVERGENCE_BATCH:
+def batch_mpd_std(mu: torch.Tensor, logvar: torch.Tensor
+                  ) -> tuple[float | None, float | None] | None:
+    """MPD and STD of one batch of posteriors as floats: None for a batch of fewer than
+    ``MIN_MPD_BATCH`` posteriors, ``(mpd, None)`` for one of fewer than ``MIN_STD_BATCH``.
+    Half precision is computed in fp32, float64 input (the diagnostics) in float64."""
+    b = mu.shape[0]
+    if b < MIN_MPD_BATCH:
         return None
     d = posterior_divergence(mu, logvar)
-    return float(d.mpd), float(d.std)
+    return float(d.mpd), (float(d.std) if b >= MIN_STD_BATCH else None)
+
+
+def mean_or_none(values: list[float]) -> float | None:
+    """The unweighted mean of the qualifying batches' values; None when no batch qualified."""
+    return sum(values) / len(values) if values else None
 
 
 def free_bits_threshold(cfg: ObjectiveConfig, data_dims: int) -> float:

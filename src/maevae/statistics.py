@@ -2,8 +2,9 @@
 
 Over consecutive batches of ``batch`` images (512 for binary data): RE and KL with S
 posterior samples, averaged per image; MPD and STD of each batch's posteriors, averaged per
-batch (a batch of fewer than ``MIN_DIVERGENCE_BATCH`` = 2 images, which has no pair, is left
-out of MPD/STD: :func:`maevae.objectives.batch_mpd_std`).
+batch. A batch too small for a statistic is left out of it (MPD needs 2 images, STD 3:
+:func:`maevae.objectives.batch_mpd_std`); when no batch qualifies, the statistic is None
+("n/a", null in ``metrics.jsonl`` / ``eval.json``), never 0.
 
 ``chunk`` bounds the decoder's work per pass to ``chunk`` images × samples, as the IS pass
 does (``eval.nll_chunk``): a batch of 512 images with 5 samples is decoded as 2,560 images in
@@ -17,7 +18,14 @@ import torch
 
 from maevae.device import autocast
 from maevae.models.vae import VAE, Terms
-from maevae.objectives import batch_mpd_std
+from maevae.objectives import batch_mpd_std, mean_or_none
+
+NA = "n/a"  # how a statistic that no batch qualified for is printed
+
+
+def fmt_stat(v: float | None, digits: int = 2) -> str:
+    """``v`` with ``digits`` decimals; "n/a" for None (see the small-batch rule above)."""
+    return NA if v is None else f"{v:.{digits}f}"
 
 
 def _chunked_terms(model: VAE, xb: torch.Tensor, n_samples: int,
@@ -40,15 +48,15 @@ def _chunked_terms(model: VAE, xb: torch.Tensor, n_samples: int,
 @torch.no_grad()
 def batch_statistics(model: VAE, x: torch.Tensor, batch: int = 512, n_samples: int = 5,
                      generator: torch.Generator | None = None, precision: str = "fp32",
-                     progress=None, chunk: int | None = None) -> dict[str, float]:
+                     progress=None, chunk: int | None = None) -> dict[str, float | None]:
     """x: model-ready images [N, C, H, W] on the model's device -> mean RE, KL, ELBO, MPD, STD.
 
     ``chunk``: images × posterior samples per decoder pass (None: a whole batch at once)."""
     model.eval()
     device = x.device
     sums = {"recon": 0.0, "kl": 0.0}
-    mpd = std = 0.0
-    n_batches = 0
+    mpds: list[float] = []
+    stds: list[float] = []
     for start in range(0, x.shape[0], batch):
         xb = x[start:start + batch]
         with autocast(device, precision):
@@ -57,14 +65,14 @@ def batch_statistics(model: VAE, x: torch.Tensor, batch: int = 512, n_samples: i
         sums["kl"] += float(t.kl.double().sum())
         pair = batch_mpd_std(t.mu.float(), t.logvar.float())
         if pair is not None:
-            mpd += pair[0]
-            std += pair[1]
-            n_batches += 1
+            mpds.append(pair[0])
+            if pair[1] is not None:
+                stds.append(pair[1])
         if progress is not None:
             progress(xb.shape[0])
     n = x.shape[0]
     out = {"recon": sums["recon"] / n, "kl": sums["kl"] / n}
     out["elbo"] = out["recon"] + out["kl"]
-    out["mpd"] = mpd / max(n_batches, 1)
-    out["std"] = std / max(n_batches, 1)
+    out["mpd"] = mean_or_none(mpds)
+    out["std"] = mean_or_none(stds)
     return out

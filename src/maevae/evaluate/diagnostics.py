@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from maevae.errors import MaevaeError
-from maevae.objectives import batch_mpd_std
+from maevae.objectives import batch_mpd_std, mean_or_none
 
 __all__ = [
     "MIEstimate",
@@ -47,8 +47,8 @@ class MIEstimate(NamedTuple):
 class MpdStd(NamedTuple):
     """Table 4's MPD (nats) and STD (nats), averaged over evaluation batches."""
 
-    mpd: float
-    std: float
+    mpd: float | None  # None: no batch had 2 rows
+    std: float | None  # None: no batch had 3 rows
 
 
 def _to_numpy(a, name: str) -> np.ndarray:
@@ -191,10 +191,10 @@ def pairwise_mpd_std(mu, logvar, batch: int = 512) -> MpdStd:
     pairs i != j; STD = unbiased sample std (ddof=1) of the B(B-1) off-diagonal total KLs
     T_ij = sum_k KL_k(i||j), computed by :func:`maevae.objectives.batch_mpd_std` in float64
     (the one implementation that training and validation use too). Batches are consecutive
-    rows in the given order; a last partial batch is included when it has at least
-    ``MIN_DIVERGENCE_BATCH`` = 2 rows. The average over batches is unweighted,
-    like the authors' evaluation loop (SPEC §5.4). Memory: ``batch**2 * D`` float64 values
-    (67 MB for 512 x 512 x 32); about 3.6 s for N = 10,000, D = 32 on 2 cores.
+    rows in the given order; a batch too small for a statistic is left out of it (MPD needs
+    2 rows, STD 3); a statistic no batch qualifies for is None. The average over batches
+    is unweighted, like the authors' evaluation loop (SPEC §5.4). Memory: ``batch**2 * D``
+    float64 values (67 MB for 512 x 512 x 32); about 3.6 s for N = 10,000, D = 32 on 2 cores.
     """
     mu, logvar = _params(mu, logvar)
     batch = int(batch)
@@ -210,5 +210,6 @@ def pairwise_mpd_std(mu, logvar, batch: int = 512) -> MpdStd:
         if pair is None:
             continue
         mpds.append(pair[0])
-        stds.append(pair[1])
-    return MpdStd(float(np.mean(mpds)), float(np.mean(stds)))
+        if pair[1] is not None:
+            stds.append(pair[1])
+    return MpdStd(mean_or_none(mpds), mean_or_none(stds))

@@ -41,7 +41,7 @@ from maevae.runs.results import (
     read_results,
     write_results,
 )
-from maevae.statistics import batch_statistics
+from maevae.statistics import batch_statistics, fmt_stat
 
 PARTIAL_EVERY_S = 30.0
 
@@ -197,6 +197,6 @@ def evaluate_run(run_dir: str | Path, data_root: str | None, device: torch.devic
               else f"8-bit, {out['bits_per_dim']:.3f} bits/dim")
     log(f"test: NLL {nll:.2f} ± {out['nll_stderr']:.2f} nats (K={k}, {n} images, "
         f"{inputs}), ELBO {stats['elbo']:.2f} "
-        f"(RE {stats['recon']:.2f}, KL {stats['kl']:.2f}), MPD {stats['mpd']:.2f}, "
-        f"STD {stats['std']:.2f}")
+        f"(RE {stats['recon']:.2f}, KL {stats['kl']:.2f}), MPD {fmt_stat(stats['mpd'])}, "
+        f"STD {fmt_stat(stats['std'])}")
     return out

@@ -39,6 +39,7 @@ from maevae.evaluate.markdown import (
     table,
 )
 from maevae.evaluate.paper_numbers import paper_entry
+from maevae.statistics import NA
 
 __all__ = ["render_comparison", "render_representation_tables", "render_run_report"]
 
@@ -66,7 +67,10 @@ def _mpd_std(ev) -> tuple:
 
 def _t4_row(name: str, ev: Mapping, with_bpd: bool) -> list[str]:
     mpd, std = _mpd_std(ev)
-    row = [name, num(ev.get("recon")), num(ev.get("kl")), num(mpd), num(std),
+    # null in eval.json: no test batch was large enough for the statistic (n/a, not missing)
+    row = [name, num(ev.get("recon")), num(ev.get("kl")),
+           NA if mpd is None and "mpd" in ev else num(mpd),
+           NA if std is None and "std" in ev else num(std),
            num(ev.get("elbo")), num(ev.get("nll"))]
     if with_bpd:
         row.append(num(ev.get("bits_per_dim"), 3))

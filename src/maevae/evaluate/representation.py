@@ -81,6 +81,7 @@ from maevae.evaluate.run_report import draw_figures, fmt_s, run_report
 from maevae.runs.files import atomic_write_text
 from maevae.runs.load import load_run
 from maevae.runs.results import EVAL_FILE, read_results, write_results
+from maevae.statistics import fmt_stat
 
 __all__ = ["run_probes"]
 
@@ -261,8 +262,8 @@ def run_probes(
         timings["mutual_information_s"] = round(t_mi, 2)
         log(f"diagnostics: {diagnostics['active_units']}/{mu.shape[1]} active units, "
             f"I(x;z) {mi.value:.2f} ± {mi.stderr:.2f} nats (bound log N = "
-            f"{diagnostics['mutual_information_bound']:.2f}), MPD {mpd_std.mpd:.2f}, STD "
-            f"{mpd_std.std:.2f} (batches of 512); {fmt_s(timings['diagnostics_s'])}")
+            f"{diagnostics['mutual_information_bound']:.2f}), MPD {fmt_stat(mpd_std.mpd)}, STD "
+            f"{fmt_stat(mpd_std.std)} (batches of 512); {fmt_s(timings['diagnostics_s'])}")
 
         settings = {"latent": latent, "latent_description": LATENT_TITLES[latent],
                     "inputs": diagnostics["inputs"].replace("test ", ""), "runs": int(runs),

@@ -34,6 +34,7 @@ from maevae.errors import CheckpointError
 from maevae.fsutil import fsync_dir
 from maevae.runs import files as run_files  # called through the module: one patch reaches all
 from maevae.runs.files import SignedJsonError, read_signed_json, sha256_bytes, signed_json
+from maevae.runs.validate import file_error, read_text, require
 
 # Run directories record this; a run written by an incompatible format is refused on load.
 RUN_FORMAT_VERSION = 1
@@ -105,23 +106,30 @@ class RunDir:
         if not p.exists():
             raise CheckpointError(f"{self.path} is not a maevae run directory (no run.json); "
                                   "pass the folder given to `maevae train --out`")
+        text = read_text(p, self.path)
         try:
-            meta = json.loads(p.read_text())
-        except (OSError, ValueError):
+            meta = json.loads(text)
+        except ValueError:
             raise CheckpointError(f"{p} is corrupt (not JSON); the run directory cannot be "
                                   "used") from None
+        if not isinstance(meta, dict):
+            raise file_error("run.json", self.path, "must hold a JSON object (got "
+                             f"{type(meta).__name__})")
         version = meta.get("format_version")
         if version != RUN_FORMAT_VERSION:
             raise CheckpointError(f"run directory {self.path} was written by an incompatible "
                                   f"maevae (run format {version!r}, this version reads "
                                   f"{RUN_FORMAT_VERSION}); retrain or use a matching maevae")
+        require(meta, "image_shape", "image_shape", "run.json", self.path)
+        for name, kind in (("dataset", "str"), ("data_notes", "str_list"), ("sizes", "list")):
+            require(meta, name, kind, "run.json", self.path, default=None)
         return meta
 
     def config_yaml(self) -> str:
         p = self.path / "config.yaml"
         if not p.exists():
             raise CheckpointError(f"{p} is missing; the run directory is incomplete")
-        return p.read_text()
+        return read_text(p, self.path)
 
     # ------------------------------------------------------------------------- metrics
     def append_metrics(self, row: dict) -> None:
@@ -129,20 +137,52 @@ class RunDir:
             f.write(json.dumps(row) + "\n")
 
     def read_metrics(self) -> list[dict]:
+        """The rows of metrics.jsonl. A last line without its newline that does not parse is
+        a row cut by a crash and is dropped; any other line that is not a JSON object with
+        ``kind`` (string) and ``step`` (integer >= 0) is a one-line CheckpointError naming
+        the line."""
         p = self.path / "metrics.jsonl"
-        if not p.exists():
+        try:
+            data = p.read_bytes()
+        except FileNotFoundError:
             return []
+        except OSError as e:
+            raise file_error("metrics.jsonl", self.path, f"cannot be read ({e.strerror or e})"
+                             ) from None
+        lines = data.split(b"\n")
+        torn = lines.pop()  # b"" when the file ends with a newline
         rows = []
-        for line in p.read_text().splitlines():
+        for no, raw in enumerate(lines, 1):
+            if raw.strip():
+                rows.append(self._metrics_row(raw, no))
+        if torn.strip():
             try:
-                rows.append(json.loads(line))
-            except ValueError:
-                continue  # a line cut by a crash
+                rows.append(self._metrics_row(torn, len(lines) + 1))
+            except CheckpointError:
+                pass  # a row cut by a crash: dropped (truncate_metrics rewrites the file)
         return rows
+
+    def _metrics_row(self, raw: bytes, no: int) -> dict:
+        where = f"metrics.jsonl line {no}"
+        try:
+            row = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise file_error(where, self.path, "is not UTF-8 text; delete the line or "
+                             "restore the file") from None
+        except ValueError:
+            raise file_error(where, self.path, "is not JSON; delete the line or restore the "
+                             "file") from None
+        if not isinstance(row, dict):
+            raise file_error(where, self.path, f"must be a JSON object (got "
+                             f"{'null' if row is None else type(row).__name__}); delete the "
+                             "line or restore the file")
+        require(row, "kind", "str", where, self.path)
+        require(row, "step", "nonneg_int", where, self.path)
+        return row
 
     def truncate_metrics(self, step: int) -> None:
         """On resume: drop rows logged after the checkpoint being resumed."""
-        rows = [r for r in self.read_metrics() if r.get("step", 0) <= step]
+        rows = [r for r in self.read_metrics() if r["step"] <= step]
         run_files.atomic_write_text(self.path / "metrics.jsonl",
                                     "".join(json.dumps(r) + "\n" for r in rows))
 
@@ -232,6 +272,7 @@ class RunDir:
         sums = state.get("sha256")
         if not isinstance(sums, dict) or not sums:
             raise CheckpointError(f"checkpoint {path.name}: no checksums in state.json")
+
         files = {}
         for fname, digest in sums.items():
             if "/" in fname or not fname.endswith(".safetensors"):
@@ -250,6 +291,19 @@ class RunDir:
                                       "safetensors file") from None
         return files, state
 
+    def _check_state(self, state: dict, path: Path) -> None:
+        """The fields of a state.json whose checksums verify: one line naming the field when
+        one is missing or of the wrong type (a crafted file, or another maevae's)."""
+        state_file = f"checkpoints/{path.name}/state.json"
+        try:
+            require(state, "step", "nonneg_int", state_file, self.path)
+            for name in ("counters", "schedule", "ema"):
+                require(state, name, "dict", state_file, self.path)
+            require(state, "optim_groups", "list", state_file, self.path)
+        except CheckpointError as e:
+            raise CheckpointError(f"{e}; it is not what this maevae writes (crafted, or from "
+                                  "another version): restore the run from a backup") from None
+
     def load_latest_checkpoint(self, warn=None) -> tuple[dict, dict] | None:
         """The newest checkpoint that verifies; corrupt newer ones are reported (one line
         each) and skipped. None when there is no checkpoint at all (a run killed before its
@@ -260,9 +314,12 @@ class RunDir:
         paths = self.checkpoint_paths()
         for path in reversed(paths):
             try:
-                return self.read_checkpoint(path)
+                found = self.read_checkpoint(path)
             except CheckpointError as e:
                 warn(f"{e}; falling back to the previous checkpoint")
+                continue
+            self._check_state(found[1], path)  # verified but wrong: refused, no fallback
+            return found
         if paths:
             raise CheckpointError(f"none of the {len(paths)} checkpoint(s) in {self.ckpt_dir} "
                                   "is valid (all truncated or corrupted); restore them from a "
@@ -308,6 +365,10 @@ class RunDir:
                                   "retrain or restore it from a backup") from None
         except (OSError, ValueError):
             raise CheckpointError(f"{meta_p} is corrupt (not JSON)") from None
+        require(meta, "sha256", "str", "best/meta.json", self.path)
+        for name in ("epoch", "step"):
+            require(meta, name, "int", "best/meta.json", self.path, default=None)
+        require(meta, "val", "dict", "best/meta.json", self.path, default=None)
         data = model_p.read_bytes()
         if sha256_bytes(data) != meta.get("sha256"):
             raise CheckpointError(f"{model_p} is truncated or corrupted (checksum mismatch); "

@@ -22,14 +22,21 @@ from maevae.errors import ConfigError
 from maevae.models.build import build_model
 from maevae.models.vae import VAE
 from maevae.runs.directory import RunDir
+from maevae.runs.validate import file_error
 
 
 def load_run_config(run: RunDir) -> RunConfig:
     import yaml
 
     run.meta()
+    text = run.config_yaml()  # UTF-8 checked
     try:
-        return from_dict(yaml.safe_load(run.config_yaml()))
+        raw = yaml.safe_load(text)
+        if not isinstance(raw, dict):
+            raise file_error("config.yaml", run.path, "must be a mapping of config sections "
+                             f"(got {'null' if raw is None else type(raw).__name__}); restore "
+                             "the run's config.yaml")
+        return from_dict(raw)
     except ConfigError as e:
         raise ConfigError(f"{run.path / 'config.yaml'}: {e}") from None
     except yaml.YAMLError:  # also python/object tags, which safe_load refuses

@@ -15,7 +15,9 @@ On disk the layout is FLAT: the fields of :class:`Likelihood`, :class:`TestStati
 * **Absent fields.** A field that is ``None`` is not in the file (a run evaluated with
   ``--probes`` only has no likelihood keys). Exception: ``bits_per_dim`` and ``best_epoch``
   are written as ``null`` whenever ``nll`` is there, as ``evaluate_run`` always did
-  (binarised data have no bits/dim; a model saved without its epoch has no best epoch).
+  (binarised data have no bits/dim; a model saved without its epoch has no best epoch), and
+  so are ``mpd`` and ``std`` (null = "n/a": no test batch was large enough for the statistic,
+  see :mod:`maevae.statistics`; never written as 0).
 * **Unknown keys** (from a newer writer) are kept in :attr:`EvalResults.extra` and written
   back unchanged.
 * **Validation.** A file that is not JSON, not an object, or whose known fields have the
@@ -94,8 +96,8 @@ class TestStatistics:
     elbo: float | None = _f("number")
     recon: float | None = _f("number")
     kl: float | None = _f("number")
-    mpd: float | None = _f("number")
-    std: float | None = _f("number")
+    mpd: float | None = _f("number?")  # null: no test batch had 2 images (n/a)
+    std: float | None = _f("number?")  # null: no test batch had 3 images (n/a)
     stat_images: int | None = _f("int")
     stat_posterior_samples: int | None = _f("int")
     stat_batch: int | None = _f("int")
@@ -117,7 +119,7 @@ _RUN_KINDS = {"best_epoch": "int?", "dataset": "str", "data_notes": "str_list",
               "seconds": "num_dict"}
 _SECTIONS = {"likelihood": Likelihood, "statistics": TestStatistics,
              "representation": Representation}
-_ALWAYS_WITH_NLL = ("bits_per_dim", "best_epoch")
+_ALWAYS_WITH_NLL = ("bits_per_dim", "best_epoch", "mpd", "std")
 
 # the order of the keys on disk: that of evaluate_run, then run_probes' keys
 _KEY_ORDER = (

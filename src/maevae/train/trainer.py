@@ -29,10 +29,10 @@ from maevae.device import at_least_fp32, autocast, maybe_compile_decoder
 from maevae.errors import MaevaeError
 from maevae.models.build import build_model
 from maevae.models.vae import VAE
-from maevae.objectives import LossTerms, training_loss
+from maevae.objectives import MIN_STD_BATCH, LossTerms, training_loss
 from maevae.runs.directory import RunDir
 from maevae.runs.optimizer_state import optimizer_from_tensors, optimizer_to_tensors
-from maevae.statistics import batch_statistics
+from maevae.statistics import batch_statistics, fmt_stat
 from maevae.train.distributed import DistInfo, all_gather_grad, all_ranks, all_reduce_mean
 from maevae.train.ema import EMA
 from maevae.train.schedule import Schedule
@@ -109,6 +109,10 @@ class Trainer:
                               f"train.batch_size={t.batch_size}; lower the batch size")
         if len(data.val_x) < 2:
             raise MaevaeError("the validation split is empty; set data.n_val >= 2")
+        if min(t.eval_batch, len(data.val_x)) < MIN_STD_BATCH:
+            self.log_warning(f"train.eval_batch={t.eval_batch} with {len(data.val_x)} validation "
+                             f"images: no validation batch has the {MIN_STD_BATCH} posteriors "
+                             "STD needs, so it is reported as n/a")
         torch.manual_seed(cfg.seed)
         self.image_shape = data.image_shape
         self.dims = data_dims(self.image_shape)
@@ -295,7 +299,8 @@ class Trainer:
                "best": improved, "lr": self.schedule.lr(), "skipped": c.skipped}
         self._metrics(row)
         self.log(f"epoch {c.epoch + 1}: val ELBO {stats['elbo']:.2f} (RE {stats['recon']:.2f}, "
-                 f"KL {stats['kl']:.2f}, MPD {stats['mpd']:.2f}, STD {stats['std']:.2f})"
+                 f"KL {stats['kl']:.2f}, MPD {fmt_stat(stats['mpd'])}, "
+                 f"STD {fmt_stat(stats['std'])})"
                  + ("  *best*" if improved else ""))
 
     def _metrics(self, row: dict) -> None:
