@@ -239,7 +239,11 @@ def cmd_train(args) -> None:
         torch.set_num_threads(cfg.train.num_threads)
     dist = init_distributed(device)
     _check_data_root(args.data_root)
+    from maevae.runs.budget import check_model_early, check_train  # before allocating
+
+    check_model_early(cfg, device)
     data = load_run_data(cfg, args.data_root)
+    check_train(cfg, data.image_shape, max(len(data.val_x), len(data.test_x)), device)
     # model, batch size and data are checked before the run directory is made: a mistake
     # there leaves nothing behind
     trainer = Trainer(cfg, data, run, device, dist, progress=not args.no_progress)
@@ -307,7 +311,12 @@ def cmd_sample(args) -> None:
 
     if args.n < 1:
         raise MaevaeError(f"-n {args.n}: draw at least one sample")
+    if not 0 <= args.seed <= 2**32 - 1:
+        raise MaevaeError(f"--seed {args.seed}: use a seed in [0, 4294967295] (2^32 - 1)")
     out = _png_out(args, "samples.png")
+    from maevae.runs.budget import sample_budget
+
+    sample_budget(args.run_dir, args.n, resolve_device(args.device))
     t0 = time.time()
     x = sample_images(args.run_dir, resolve_device(args.device), args.n, args.seed)
     save_image_grid(x.numpy(), out, nrow=int(max(1, round(args.n ** 0.5))))
