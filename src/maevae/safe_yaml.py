@@ -5,7 +5,9 @@ A config file may come from anywhere, so reading one is bounded in every directi
 * regular files only: a FIFO, device or folder is refused before anything is read
   (``stat`` first, then ``open(O_NONBLOCK)`` + ``fstat``, so a swap in between cannot block);
 * at most :data:`MAX_BYTES` bytes, which must be UTF-8 (the message gives the byte offset);
-* at most :data:`MAX_DEPTH` levels of nesting (deeper documents would exhaust the stack);
+* at most :data:`MAX_DEPTH` levels of nesting (deeper documents would exhaust the stack) and
+  :data:`MAX_NODES` values in all (PyYAML parses ~60 us a value: 1 MiB of ``[0, 0, ...`` would
+  take 20 s);
 * no anchors or aliases (``&a`` / ``*a``): they are how a 500-byte "billion laughs" file
   expands to gigabytes, and no maevae config needs them;
 * duplicate keys are an error (with the line), not "the last one wins";
@@ -28,6 +30,7 @@ from maevae.errors import ConfigError
 
 MAX_BYTES = 1 << 20  # 1 MiB: the largest preset is under 1 KiB
 MAX_DEPTH = 32  # a maevae config nests 3 levels
+MAX_NODES = 10_000  # a preset has < 100; parsing costs ~60 us a node, so this bounds the time
 
 
 def _line(node_or_mark) -> str:
@@ -48,6 +51,7 @@ class _Loader(yaml.SafeLoader):
         super().__init__(stream)
         self._where = where
         self._depth = 0
+        self._nodes = 0
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
@@ -59,6 +63,10 @@ class _Loader(yaml.SafeLoader):
             raise ConfigError(f"{self._where}: YAML anchors (&{event.anchor}){_line(event)} "
                               "are not supported in maevae configs; write the value out")
         self._depth += 1
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise ConfigError(f"{self._where}: more than {MAX_NODES} values{_line(event)}; a "
+                              "maevae config has a few dozen")
         if self._depth > MAX_DEPTH:
             raise ConfigError(f"{self._where}: nested more than {MAX_DEPTH} levels deep"
                               f"{_line(event)}; a maevae config nests 3")
