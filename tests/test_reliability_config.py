@@ -100,6 +100,8 @@ CASES = [
          "model.prior.hidden=1099511627776 needs ~"),
     Case("z-maps-2^36", _tt("model.decoder.z_maps=68719476736"),
          "model.decoder.z_maps=68719476736 needs ~"),
+    Case("image-size-huge", _tt("data.name=folder", "data.image_size=[1000000,1000000]")
+         + " --data-root {tmp}", "data.image_size=[1000000, 1000000]: the model needs ~"),
     Case("test-copies-1e9", _tt("data.test_copies=1000000000"),
          "data.test_copies=1000000000: the fixed evaluation copies"),
     Case("kl-samples-1e9", _tt("objective.kl_samples_train=1000000000"),
@@ -108,6 +110,8 @@ CASES = [
          "-n 1000000000: sampling"),
     Case("sample-seed-2^64", "sample {run} -n 2 --seed 18446744073709551616 --out {tmp}/s.png",
          "--seed 18446744073709551616"),
+    Case("info-overflow", "info {tmp}/huge.yaml", "tensors of more than 2^63 elements",
+         write=("huge.yaml", "model: {encoder: {latent_dim: 1099511627776}}\n")),
     # ---- config files ----------------------------------------------------------------------
     Case("alias-bomb", _file("bomb.yaml"), "anchors (&a) at line 1 are not supported",
          write=("bomb.yaml", BOMB)),
@@ -312,6 +316,15 @@ def test_model_estimate_names_the_key_and_the_machine():
     msg = str(e.value)
     assert msg.startswith("model.decoder.channels=2097152 needs ~") and "~16 GiB" in msg
     budget.check_model(load_config("tiny/test"), (1, 8, 8), 16 * budget.GIB)  # fits
+
+
+def test_info_counts_a_huge_model_without_allocating(tmp_path, capsys):
+    (tmp_path / "big.yaml").write_text("model: {decoder: {channels: 2097152}}\n")
+    t0 = time.perf_counter()
+    cli_main(["info", str(tmp_path / "big.yaml"), "--json"])
+    assert time.perf_counter() - t0 < 5
+    counts = json.loads(capsys.readouterr().out)
+    assert counts["decoder"] > 10**14  # counted on the meta device: nothing was allocated
 
 
 # ------------------------------------------------------------------------ the trainer

@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- commands
 def cmd_info(args) -> None:
     from maevae.config import list_presets, load_config
-    from maevae.models.build import build_model, count_parameters
+    from maevae.models.build import count_parameters
 
     if args.list:
         print("\n".join(list_presets()))
@@ -158,7 +158,7 @@ def cmd_info(args) -> None:
         raise MaevaeError("info needs a preset name or YAML file (see `maevae info --list`)")
     cfg = load_config(args.config)
     shape = image_shape_for(cfg, args.data_root)
-    counts = count_parameters(build_model(cfg.model, shape))
+    counts = count_parameters(_meta_model(cfg, shape))
     if args.json:
         print(json.dumps({"config": args.config, "image_shape": list(shape), **counts}))
         return
@@ -168,6 +168,20 @@ def cmd_info(args) -> None:
           + f", prior {cfg.model.prior.type}")
     for k, v in counts.items():
         print(f"  {k:<8} {v:>12,}")
+
+
+def _meta_model(cfg, shape):
+    """The model on torch's meta device: shapes only, nothing allocated, whatever its size."""
+    import torch
+
+    from maevae.models.build import build_model
+
+    try:
+        with torch.device("meta"):
+            return build_model(cfg.model, shape)
+    except (RuntimeError, OverflowError):  # "numel: integer multiplication overflow"
+        raise MaevaeError("this model has tensors of more than 2^63 elements; make model."
+                          "encoder.latent_dim / model.decoder / model.prior smaller") from None
 
 
 def image_shape_for(cfg, data_root: str | None = None) -> tuple[int, int, int]:

@@ -102,6 +102,8 @@ def check_model(cfg: RunConfig, shape: Shape, memory: int) -> None:
     weights, need = model_bytes(cfg.model, shape)
     if need > memory:
         who = _culprit(cfg.model, shape, need)
+        if who == "the model" and cfg.data.image_size is not None:
+            who = f"data.image_size={cfg.data.image_size}: the model"
         size = (f"needs {_gib(weights)} for parameters ({_gib(need)} to train with gradients, "
                 "Adam and EMA)" if math.isfinite(need) else
                 "makes tensors of more than 2^63 elements")
