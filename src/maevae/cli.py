@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- commands
 def cmd_info(args) -> None:
     from maevae.config import list_presets, load_config
-    from maevae.models.build import build_model, count_parameters
+    from maevae.models.build import count_parameters
 
     if args.list:
         print("\n".join(list_presets()))
@@ -158,7 +158,7 @@ def cmd_info(args) -> None:
         raise MaevaeError("info needs a preset name or YAML file (see `maevae info --list`)")
     cfg = load_config(args.config)
     shape = image_shape_for(cfg, args.data_root)
-    counts = count_parameters(build_model(cfg.model, shape))
+    counts = count_parameters(_meta_model(cfg, shape))
     if args.json:
         print(json.dumps({"config": args.config, "image_shape": list(shape), **counts}))
         return
@@ -168,6 +168,20 @@ def cmd_info(args) -> None:
           + f", prior {cfg.model.prior.type}")
     for k, v in counts.items():
         print(f"  {k:<8} {v:>12,}")
+
+
+def _meta_model(cfg, shape):
+    """The model on torch's meta device: shapes only, nothing allocated, whatever its size."""
+    import torch
+
+    from maevae.models.build import build_model
+
+    try:
+        with torch.device("meta"):
+            return build_model(cfg.model, shape)
+    except (RuntimeError, OverflowError):  # "numel: integer multiplication overflow"
+        raise MaevaeError("this model has tensors of more than 2^63 elements; make model."
+                          "encoder.latent_dim / model.decoder / model.prior smaller") from None
 
 
 def image_shape_for(cfg, data_root: str | None = None) -> tuple[int, int, int]:
@@ -242,7 +256,11 @@ def cmd_train(args) -> None:
         torch.set_num_threads(cfg.train.num_threads)
     dist = init_distributed(device)
     _check_data_root(args.data_root)
+    from maevae.runs.budget import check_model_early, check_train  # before allocating
+
+    check_model_early(cfg, device)
     data = load_run_data(cfg, args.data_root)
+    check_train(cfg, data.image_shape, max(len(data.val_x), len(data.test_x)), device)
     # model, batch size and data are checked before the run directory is made: a mistake
     # there leaves nothing behind
     trainer = Trainer(cfg, data, run, device, dist, progress=not args.no_progress)
@@ -310,7 +328,12 @@ def cmd_sample(args) -> None:
 
     if args.n < 1:
         raise MaevaeError(f"-n {args.n}: draw at least one sample")
+    if not 0 <= args.seed <= 2**32 - 1:
+        raise MaevaeError(f"--seed {args.seed}: use a seed in [0, 4294967295] (2^32 - 1)")
     out = _png_out(args, "samples.png")
+    from maevae.runs.budget import sample_budget
+
+    sample_budget(args.run_dir, args.n, resolve_device(args.device))
     t0 = time.time()
     x = sample_images(args.run_dir, resolve_device(args.device), args.n, args.seed)
     save_image_grid(x.numpy(), out, nrow=int(max(1, round(args.n ** 0.5))))

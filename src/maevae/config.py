@@ -9,6 +9,8 @@ The fully resolved config is saved as ``config.yaml`` in every run directory.
 from __future__ import annotations
 
 import dataclasses
+import math
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
+from maevae import safe_yaml
 from maevae.data import registry as _datasets
 from maevae.errors import ConfigError
 
@@ -137,10 +140,31 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
+# Seeds are combined arithmetically (seed * 7919 + offset, seed + 99) before they reach
+# torch.Generator.manual_seed (at most 2^64 - 1) and numpy: 32 bits keep every use in range.
+MAX_SEED = 2**32 - 1
+# Every integer must fit a torch int64 (larger ones overflow inside torch with a traceback).
+_INT64 = 2**63
+
+
+def _short(value: Any) -> str:
+    """A bounded repr for messages (never the repr of a whole huge value)."""
+    return _REPR.repr(value)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict = 3, 6, 6, 6
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 60, 60, 40
+
+
+class _NonFinite(ConfigError):
+    """A non-finite number: reported as such even inside a union (``float | None``)."""
+
+
 # ---------------------------------------------------------------------------------------
 # Range checks: (dotted key, predicate, what is allowed)
 _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
-    ("seed", lambda v: v >= 0, "an integer >= 0"),
+    ("seed", lambda v: 0 <= v <= MAX_SEED, f"an integer in [0, {MAX_SEED}] (2^32 - 1)"),
     ("data.n_val", lambda v: v is None or v >= 1, "an integer >= 1 or null"),
     ("data.test_copies", lambda v: v >= 0, "an integer >= 0 (0 = dynamic binarisation)"),
     ("data.image_size", lambda v: v is None or (len(v) == 2 and all(s >= 1 for s in v)),
@@ -179,7 +203,7 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("train.checkpoint_every", lambda v: v >= 0, "an integer >= 0"),
     ("train.keep_checkpoints", lambda v: v >= 1, "an integer >= 1"),
     ("train.log_every", lambda v: v >= 1, "an integer >= 1"),
-    ("train.num_threads", lambda v: v >= 0, "an integer >= 0"),
+    ("train.num_threads", lambda v: 0 <= v <= 4096, "an integer in [0, 4096]"),
     ("eval.nll_samples", lambda v: v >= 1, "an integer >= 1 (importance samples K)"),
     ("eval.nll_chunk", lambda v: v >= 1, "an integer >= 1"),
     ("eval.max_images", lambda v: v is None or v >= 1, "null or an integer >= 1"),
@@ -233,10 +257,11 @@ def _type_name(tp) -> str:
 def _coerce(value: Any, tp, key: str) -> Any:
     """Check ``value`` against the annotation ``tp``; return it converted (int -> float)."""
     origin = typing.get_origin(tp)
-    bad = ConfigError(f"{key}: got {value!r} ({type(value).__name__}); expected {_type_name(tp)}")
+    got = "null" if value is None else f"{_short(value)} ({type(value).__name__})"
+    bad = ConfigError(f"{key}: got {got}; expected {_type_name(tp)}")
     if origin is Literal:
-        if value not in typing.get_args(tp):
-            raise ConfigError(f"{key}: unknown value {value!r}; allowed: "
+        if isinstance(value, (dict, list)) or value not in typing.get_args(tp):
+            raise ConfigError(f"{key}: unknown value {_short(value)}; allowed: "
                               + ", ".join(repr(a) for a in typing.get_args(tp)))
         return value
     if origin in (typing.Union, types.UnionType):
@@ -250,6 +275,8 @@ def _coerce(value: Any, tp, key: str) -> Any:
                 continue
             try:
                 return _coerce(value, a, key)
+            except _NonFinite:
+                raise
             except ConfigError:
                 continue
         raise bad
@@ -271,12 +298,21 @@ def _coerce(value: Any, tp, key: str) -> Any:
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 raise bad from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
-        return float(value)
+        else:
+            try:
+                number = float(value)
+            except OverflowError:  # an integer beyond 1.8e308
+                number = math.inf
+        if not math.isfinite(number):
+            shown = value[:40] if isinstance(value, str) else _short(value)
+            raise _NonFinite(f"{key}={shown} is not a finite number; give a finite "
+                             f"value ({_type_name(tp)})")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise bad
@@ -284,10 +320,18 @@ def _coerce(value: Any, tp, key: str) -> Any:
     raise bad  # pragma: no cover
 
 
-def _build(cls, data: dict | None, prefix: str):
-    data = {} if data is None else data
+def _build(cls, data: dict | None, prefix: str, present: bool = False):
+    """``present``: the section was given explicitly (``train:`` / ``--set train=``), so it
+    must be a mapping; null would silently reset the whole section to the defaults."""
+    if data is None and not present:
+        data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a mapping of keys, got {data!r}")
+        got = "null" if data is None else _short(data)
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping of keys, got {got}"
+                          + (f" (set keys inside it, e.g. {prefix}.KEY=VALUE)" if prefix else ""))
+    bad_keys = [k for k in data if not isinstance(k, str)]
+    if bad_keys:
+        raise ConfigError(f"{prefix or 'config'}: key {_short(bad_keys[0])} is not a string")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
@@ -300,7 +344,7 @@ def _build(cls, data: dict | None, prefix: str):
         key = f"{prefix}.{name}" if prefix else name
         tp = hints[name]
         if dataclasses.is_dataclass(tp):
-            kwargs[name] = _build(tp, data.get(name), key)
+            kwargs[name] = _build(tp, data.get(name), key, present=name in data)
         elif name in data:
             kwargs[name] = _coerce(data[name], tp, key)
     return cls(**kwargs)
@@ -312,11 +356,25 @@ def _get(cfg: Any, dotted: str) -> Any:
     return cfg
 
 
+def _int64_checks(node: Any, prefix: str) -> None:
+    """Every integer must fit a torch int64 (a larger one overflows inside torch)."""
+    for f in dataclasses.fields(node):
+        key, value = f"{prefix}{f.name}", getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            _int64_checks(value, key + ".")
+            continue
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, int) and not -_INT64 < v < _INT64:
+                raise ConfigError(f"{key}={_short(value)} is out of range; allowed: an integer "
+                                  "that fits in 64 bits (|n| < 2^63)")
+
+
 def validate(cfg: RunConfig) -> RunConfig:
     for key, ok, allowed in _CHECKS:
         value = _get(cfg, key)
         if not ok(value):
-            raise ConfigError(f"{key}={value!r} is out of range; allowed: {allowed}")
+            raise ConfigError(f"{key}={_short(value)} is out of range; allowed: {allowed}")
+    _int64_checks(cfg, "")
     _cross_checks(cfg)
     return cfg
 
@@ -345,14 +403,17 @@ def parse_override(text: str) -> dict:
     if not key or any(not p for p in key.split(".")):
         raise ConfigError(f"--set {text!r}: expected a dotted key such as train.lr")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = safe_yaml.loads(raw, f"--set {key}") if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     if isinstance(value, str):
         try:
-            value = float(value)
+            number = float(value)
         except ValueError:
             pass
+        else:  # "3e-4" -> 0.0003; "inf" stays a string, refused by a float key by name
+            if math.isfinite(number):
+                value = number
     out: dict = {}
     node = out
     parts = key.split(".")
@@ -374,12 +435,10 @@ def list_presets() -> list[str]:
 
 
 def read_yaml(path: Path) -> dict:
+    """A config file, read as untrusted input (:mod:`maevae.safe_yaml`)."""
+    text = safe_yaml.decode_utf8(safe_yaml.read_bytes_limited(path), f"config {path}")
     try:
-        text = path.read_text()
-    except OSError as e:
-        raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
+        data = safe_yaml.loads(text, f"config {path}")
     except yaml.YAMLError as e:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
         at = f" at line {line + 1}" if line is not None else ""

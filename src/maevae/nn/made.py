@@ -25,7 +25,7 @@ from maevae.nn.masked import MaskedLinear
 def made_masks(d: int, h: int, order: Literal["A", "B"] = "A"):
     """Masks (in->hidden [H, D], hidden->out [D, H], in->out direct [D, D])."""
     deg_in = torch.arange(d) + 1
-    deg_hid = torch.tensor([-(-(k + 1) * (d - 1) // h) for k in range(h)])  # ceil
+    deg_hid = -(-torch.arange(1, h + 1) * (d - 1) // h)  # ceil(k (d-1) / h), k = 1..h
     deg_out = torch.arange(d)
     m_in = (deg_hid[:, None] >= deg_in[None, :]).float()
     m_out = (deg_out[:, None] >= deg_hid[None, :]).float()

@@ -181,8 +181,19 @@ class Trainer:
         return {"counters": self.counters.__dict__.copy(), "schedule": self.schedule.state(),
                 "ema": self.ema.state(), "optim_groups": groups}
 
+    def _check_finite_weights(self) -> None:
+        """Never write non-finite weights: a step can be finite yet leave inf/nan weights
+        (a huge learning rate); the last good checkpoint then stays the newest."""
+        tensors = [*self.model.parameters(), *self.ema.shadow.parameters()]
+        if not bool(torch.stack([torch.isfinite(p).all() for p in tensors]).all()):
+            raise TrainingStopped(
+                f"the weights became non-finite (inf/nan) by step {self.counters.step}; "
+                f"training stopped without saving them, the last good checkpoint is kept in "
+                f"{self.run.path / 'checkpoints'} — lower train.lr")
+
     def save_checkpoint(self) -> None:
         if self.dist.is_main:
+            self._check_finite_weights()
             self.run.save_checkpoint(self.counters.step, self.state_files(), self.state_json(),
                                      self.cfg.train.keep_checkpoints)
 
@@ -282,6 +293,12 @@ class Trainer:
 
     def _end_epoch(self) -> None:
         c = self.counters
+        if c.consecutive_skipped and c.consecutive_skipped == c.step:
+            raise TrainingStopped(
+                f"all {c.step} optimizer steps so far were skipped (non-finite loss or gradient)"
+                "; training stopped without saving a model — lower objective.eta / "
+                "objective.gamma / train.lr or check the data")
+        self._check_finite_weights()  # before validating (and saving) them
         stats = self.validate()
         improved, reset = self.schedule.end_epoch(stats["elbo"])
         if not math.isfinite(stats["elbo"]):
