@@ -125,21 +125,29 @@ def check_train(cfg: RunConfig, shape: Shape, n_eval_images: int, device: torch.
                 memory: int | None = None) -> None:
     """Refuse a training config that cannot fit in ``device``'s memory (before allocating)."""
     memory = device_memory(device) if memory is None else memory
-    check_model(cfg, shape, memory)
+    check_eval(cfg, shape, n_eval_images, device, memory)
     pixels = math.prod(shape)
-    d, t, o = cfg.data, cfg.train, cfg.objective
-    if d.binarize and d.test_copies:
-        need = float(d.test_copies) * n_eval_images * pixels * (1 + F32)
-        if need > memory:
-            raise ConfigError(f"data.test_copies={d.test_copies}: the fixed evaluation copies of "
-                              f"{n_eval_images} images need {_gib(need)}; this machine has "
-                              f"{_gib(memory)}: use a few copies (5 is the paper's) or 0")
+    t, o = cfg.train, cfg.objective
     rows = float(t.batch_size) * o.kl_samples_train
     need = rows * pixels * _width(cfg.model) * F32 * 2 + rows * cfg.model.encoder.latent_dim * F32
     if need > memory:
         raise ConfigError(f"objective.kl_samples_train={o.kl_samples_train} with "
                           f"train.batch_size={t.batch_size}: one training step needs at least "
                           f"{_gib(need)} of activations; this machine has {_gib(memory)}")
+
+
+def check_eval(cfg: RunConfig, shape: Shape, n_eval_images: int, device: torch.device,
+               memory: int | None = None) -> None:
+    """Refuse a model or evaluation copies (``data.test_copies``) that cannot fit."""
+    memory = device_memory(device) if memory is None else memory
+    check_model(cfg, shape, memory)
+    d = cfg.data
+    if d.binarize and d.test_copies:
+        need = float(d.test_copies) * n_eval_images * math.prod(shape) * (1 + F32)
+        if need > memory:
+            raise ConfigError(f"data.test_copies={d.test_copies}: the fixed evaluation copies of "
+                              f"{n_eval_images} images need {_gib(need)}; this machine has "
+                              f"{_gib(memory)}: use a few copies (5 is the paper's) or 0")
 
 
 def check_sample(cfg: RunConfig, shape: Shape, n: int, device: torch.device,

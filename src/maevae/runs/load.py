@@ -28,10 +28,12 @@ from maevae.runs.validate import file_error
 def load_run_config(run: RunDir) -> RunConfig:
     import yaml
 
+    from maevae import safe_yaml
+
     run.meta()
     text = run.config_yaml()  # UTF-8 checked
     try:
-        raw = yaml.safe_load(text)
+        raw = safe_yaml.loads(text, f"{run.path / 'config.yaml'}")
         if not isinstance(raw, dict):
             raise file_error("config.yaml", run.path, "must be a mapping of config sections "
                              f"(got {'null' if raw is None else type(raw).__name__}); restore "
