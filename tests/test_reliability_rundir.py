@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import statistics
 from collections.abc import Callable
@@ -170,6 +171,13 @@ CASES = [
          "sections (got list)", _bytes("config.yaml", lambda b: b"- 1\n- 2\n")),
     Case("config-empty", "eval {run}", "config.yaml in {run}: must be a mapping of config "
          "sections (got null)", _bytes("config.yaml", lambda b: b"")),
+    Case("config-deep", "eval {run}", "nested more than",
+         _bytes("config.yaml", lambda b: b"a: " + b"[" * 50_000 + b"]" * 50_000 + b"\n")),
+    Case("config-alias", "sample {run}", "anchors",
+         _bytes("config.yaml", lambda b: b"x: &a [1]\ny: *a\n" + b)),
+    Case("config-huge-copies", "eval {run}", "data.test_copies=1000000000",
+         _bytes("config.yaml", lambda b: re.sub(rb"test_copies: \d+", b"test_copies: 1000000000",
+                                                b))),
     # ---- class 6: best/meta.json and state.json (re-signed: checksums match) ---------------
     Case("best-meta-sha-int", "eval {run}", "best/meta.json in {run}: field sha256 must be a "
          "string (got int)", _resign("best/meta.json", _set("sha256", 5))),
