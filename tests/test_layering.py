@@ -23,6 +23,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "maevae"
 
 LAYERS: list[set[str]] = [
     {"errors", "fsutil"},
+    {"signals"},
     {"data"},
     {"config"},
     {"device"},
