@@ -21,6 +21,7 @@ marked slow (``pytest -m slow``).
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import signal
@@ -54,6 +55,7 @@ class SignalReport:
     interrupted: int = 0  # launches stopped by a signal
     by_mode: dict = field(default_factory=dict)
     saved: int = 0  # ... whose message says a checkpoint was saved
+    mid_state: int = 0  # ... that wrote one on the signal (state between regular checkpoints)
     launches: int = 0
 
 
@@ -71,6 +73,14 @@ def _temporaries(run: Path) -> list[Path]:
     if not run.exists():
         return []
     return sorted(p for p in run.rglob("*") if ".tmp-" in p.name)
+
+
+def _newest_saved_on_signal(run: Path) -> bool:
+    import json
+
+    ckpts = sorted((run / "checkpoints").glob("step-*")) if run.exists() else []
+    return bool(ckpts) and json.loads((ckpts[-1] / "state.json").read_text()).get(
+        "saved_on") == "signal"
 
 
 def _launch(run: Path, config: str, sets: list[str], out: Path, err: Path) -> subprocess.Popen:
@@ -138,6 +148,7 @@ def run_with_signals(tmp: Path, plan: list[tuple[str, tuple[int, ...]]], seed: i
         what = f"launch {rep.launches} ({sent and [signal.Signals(s).name for s in sent]})"
         if sent and rc != 0:
             rep.saved += _check_interrupted(rc, sent[0], err.read_text(), run, what)
+            rep.mid_state += _newest_saved_on_signal(run)
             rep.interrupted += 1
             rep.by_mode[mode] = rep.by_mode.get(mode, 0) + 1
             continue
@@ -171,8 +182,8 @@ def test_sigterm_sigint_and_bursts_then_resume_is_bit_identical(tmp_path, refere
     plan = [("write", (TERM,)), ("after", (INT,)), ("after", (TERM, TERM)),
             ("write", (INT, TERM)), ("after", (TERM,)), ("write", (INT, INT))]
     run, rep = run_with_signals(tmp_path, plan, seed=12, sets=FAST_SETS, max_k=2)
-    print(f"\ninterrupted {rep.interrupted} ({rep.by_mode}, {rep.saved} saved a checkpoint), "
-          f"launches {rep.launches}")
+    print(f"\ninterrupted {rep.interrupted} ({rep.by_mode}, {rep.saved} saved a checkpoint, "
+          f"{rep.mid_state} between regular ones), launches {rep.launches}")
     assert rep.interrupted == len(plan)
     _assert_identical(run, reference(FAST_SETS))
 
@@ -194,8 +205,13 @@ def test_twenty_random_signals_then_resume_is_bit_identical(tmp_path, reference,
     plan = _random_plan(seed, 20, kinds)
     t0 = time.monotonic()
     run, rep = run_with_signals(tmp_path, plan, seed=seed, sets=SLOW_SETS, max_k=8)
-    print(f"\n{kind}: interrupted {rep.interrupted}/20 ({rep.by_mode}, {rep.saved} saved a "
-          f"checkpoint), launches {rep.launches}, {time.monotonic() - t0:.0f} s")
+    summary = (f"{kind}: interrupted {rep.interrupted}/20 ({rep.by_mode}, {rep.saved} saved a "
+               f"checkpoint, {rep.mid_state} between regular ones), launches {rep.launches}, "
+               f"{time.monotonic() - t0:.0f} s")
+    print("\n" + summary)
+    if os.environ.get("MAEVAE_SIGNAL_REPORT"):
+        with open(os.environ["MAEVAE_SIGNAL_REPORT"], "a") as f:
+            f.write(summary + "\n")
     assert rep.interrupted == 20
     _assert_identical(run, reference(SLOW_SETS))
 
@@ -210,8 +226,6 @@ def restore_handlers():
 
 
 def test_handler_only_records_inside_training_and_defers_writes(restore_handlers):
-    import os
-
     from maevae import signals
 
     with signals.installed():
@@ -277,7 +291,6 @@ def test_signal_mid_step_or_in_validation_checkpoints_a_step_boundary(
     12. Now the step completes, is logged, and the checkpoint holds one consistent state;
     a signal during validation drops the validation, which is redone after the resume."""
     import json
-    import os
 
     import torch
 
@@ -330,8 +343,6 @@ def test_signal_mid_step_or_in_validation_checkpoints_a_step_boundary(
 
 def test_eval_interrupted_exits_with_the_signal_code(tmp_path, monkeypatch, capsys,
                                                       restore_handlers):
-    import os
-
     from maevae import cli
     from maevae.evaluate import nll
 
