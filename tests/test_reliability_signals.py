@@ -355,3 +355,31 @@ def test_eval_interrupted_exits_with_the_signal_code(tmp_path, monkeypatch, caps
     assert e.value.code == 143
     assert capsys.readouterr().err == "maevae: interrupted by SIGTERM\n"
     assert signal.getsignal(TERM) is signal.SIG_IGN  # the ending process ignores the next
+
+
+def test_the_first_signal_to_arrive_counts_even_when_python_handles_it_second(
+        restore_handlers):
+    """SIGTERM then SIGINT while the main thread is inside one long C call: Python runs the
+    handlers afterwards in signal-number order (SIGINT first); the exit code is SIGTERM's."""
+    import threading
+
+    import torch
+
+    from maevae import signals
+
+    a = torch.randn(1500, 1500, dtype=torch.float64)
+
+    def send():
+        time.sleep(0.05)
+        os.kill(os.getpid(), TERM)
+        time.sleep(0.005)  # back to back, SIGINT's C handler could run inside SIGTERM's
+        os.kill(os.getpid(), INT)
+    with signals.installed(), signals.flag_only():
+        t = threading.Thread(target=send)
+        t.start()
+        t0 = time.monotonic()
+        torch.linalg.matrix_power(a, 40)  # one C call, well over 50 ms
+        busy = time.monotonic() - t0
+        t.join()
+        assert busy > 0.1, f"the C call took only {busy:.3f} s"
+        assert signals.received() == TERM and signals.exit_code() == 143

@@ -9,12 +9,17 @@ checkpoint from a consistent snapshot and stops (exit code 128 + signal: 130 for
 block ends. Only the first signal is ever delivered; later ones are recorded and ignored,
 so a second Ctrl-C cannot break the save the first one asked for.
 
+"First" is the order in which the signals reached the process: two that arrive while Python
+is inside one long C call (a tensor operation, an fsync) would be handled in signal-number
+order, so the handler reads the arrival order from Python's wakeup file descriptor.
+
 Handlers can only be installed from the main thread; elsewhere (embedded use in a worker
 thread) :func:`installed` changes nothing and Python's defaults stay.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -41,6 +46,8 @@ class _State:
         self.delivered = False  # the first signal has been acted upon (raised / stopped)
         self.raise_mode = True  # outside training: the first signal raises KeyboardInterrupt
         self.deferring = 0  # nesting of deferred()
+        self.wakeup: tuple[int, int] | None = None  # (read, write) end of our wakeup pipe
+        self.old_wakeup = -1
 
 
 _st = _State()
@@ -48,8 +55,45 @@ _st = _State()
 
 def _handler(signum, frame) -> None:
     if _st.signum is None:
-        _st.signum = signum
+        _st.signum = _first_arrived() or signum
     _deliver()
+
+
+def _first_arrived() -> int | None:
+    """The first SIGINT / SIGTERM in the wakeup pipe (arrival order), if it is in use."""
+    if _st.wakeup is None:
+        return None
+    try:
+        data = os.read(_st.wakeup[0], 4096)
+    except OSError:  # empty (BlockingIOError) or closed
+        return None
+    return next((b for b in data if b in SIGNALS), None)
+
+
+def _open_wakeup() -> None:
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    os.set_blocking(w, False)
+    try:
+        old = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    except (ValueError, OSError):
+        old = None
+    if old is None or old != -1:  # unavailable, or someone else's (an event loop): keep it
+        if old is not None:
+            signal.set_wakeup_fd(old)
+        os.close(r)
+        os.close(w)
+        return
+    _st.wakeup, _st.old_wakeup = (r, w), old
+
+
+def _close_wakeup() -> None:
+    if _st.wakeup is None:
+        return
+    signal.set_wakeup_fd(_st.old_wakeup)
+    for fd in _st.wakeup:
+        os.close(fd)
+    _st.wakeup = None
 
 
 def _deliver() -> None:
@@ -80,6 +124,7 @@ def installed(ignore_after_signal: bool = False):
     if outer:
         _st.signum, _st.delivered, _st.raise_mode, _st.deferring = None, False, True, 0
         _st.previous = {}
+        _open_wakeup()
         for s in SIGNALS:
             old = signal.getsignal(s)
             if old is signal.SIG_IGN or old is _handler:
@@ -98,6 +143,7 @@ def installed(ignore_after_signal: bool = False):
                 else:
                     signal.signal(s, old if old is not None else signal.SIG_DFL)
             _st.previous = {}
+            _close_wakeup()
 
 
 def active() -> bool:
