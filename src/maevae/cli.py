@@ -246,24 +246,24 @@ def cmd_train(args) -> None:
     # model, batch size and data are checked before the run directory is made: a mistake
     # there leaves nothing behind (and a signal until here ends the command, nothing written)
     trainer = Trainer(cfg, data, run, device, dist, progress=not args.no_progress)
-    with signals.flag_only():  # from here on a signal stops training at its next step boundary
-        if not args.resume and dist.is_main:
-            new_run(run, cfg, data)
-        barrier(dist)
-        if dist.is_main:
-            print(f"{data.summary()}; run directory {run.path}")
-            for note in data.notes:
-                print(f"  data: {note}")
-        if args.resume and trainer.resume():
-            c = trainer.counters
-            print(f"resumed at step {c.step} (epoch {c.epoch + 1}, batch {c.batch})")
-            if c.stopped:
-                print(f"this run already finished ({c.stopped}); nothing to do")
-                return
-        else:
-            trainer.initialize()
-            trainer.save_checkpoint()
-        trainer.fit()  # a signal: checkpoint, then signals.Interrupted
+    signals.record_only()  # from here on a signal stops training at its next step boundary
+    if not args.resume and dist.is_main:
+        new_run(run, cfg, data)
+    barrier(dist)
+    if dist.is_main:
+        print(f"{data.summary()}; run directory {run.path}")
+        for note in data.notes:
+            print(f"  data: {note}")
+    if args.resume and trainer.resume():
+        c = trainer.counters
+        print(f"resumed at step {c.step} (epoch {c.epoch + 1}, batch {c.batch})")
+        if c.stopped:
+            print(f"this run already finished ({c.stopped}); nothing to do")
+            return
+    else:
+        trainer.initialize()
+        trainer.save_checkpoint()
+    trainer.fit()  # a signal: checkpoint at a step boundary, then signals.Interrupted
 
 
 def cmd_eval(args) -> None:

@@ -188,6 +188,12 @@ def flag_only():
         _st.raise_mode = before
 
 
+def record_only() -> None:
+    """Until the outermost :func:`installed` ends: as in :func:`flag_only` (a command that
+    hands over to a loop which polls :func:`pending`)."""
+    _st.raise_mode = False
+
+
 @contextmanager
 def deferred():
     """Inside: a signal is held; when the block ends normally a pending one is delivered as

@@ -84,7 +84,7 @@ class RunDir:
                                   f"`maevae train --resume {self.path}`")
 
     def create(self, config_yaml: str, meta: dict) -> None:
-        with signals.deferred():  # config.yaml and run.json both, or (on an error) neither
+        with signals.deferred():  # a signal waits until config.yaml and run.json are written
             self._create(config_yaml, meta)
 
     def _create(self, config_yaml: str, meta: dict) -> None:
