@@ -23,7 +23,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "maevae"
 
 LAYERS: list[set[str]] = [
     {"errors", "fsutil"},
-    {"safe_yaml"},
+    {"safe_yaml", "signals"},
     {"data"},
     {"config"},
     {"device"},

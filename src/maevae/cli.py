@@ -1,6 +1,8 @@
 """The ``maevae`` command line: thin subcommands over the library.
 
-Every user-caused problem ends as one line ``maevae: error: ...`` and exit code 2.
+Every user-caused problem ends as one line ``maevae: error: ...`` and exit code 2. SIGINT
+and SIGTERM end as one line ``maevae: interrupted ...`` and exit code 130 / 143; training
+first saves a checkpoint at a step boundary (:mod:`maevae.signals`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from maevae import signals
 from maevae.errors import MaevaeError
 
 EXAMPLES = {
@@ -262,8 +265,9 @@ def cmd_train(args) -> None:
     data = load_run_data(cfg, args.data_root)
     check_train(cfg, data.image_shape, max(len(data.val_x), len(data.test_x)), device)
     # model, batch size and data are checked before the run directory is made: a mistake
-    # there leaves nothing behind
+    # there leaves nothing behind (and a signal until here ends the command, nothing written)
     trainer = Trainer(cfg, data, run, device, dist, progress=not args.no_progress)
+    signals.record_only()  # from here on a signal stops training at its next step boundary
     if not args.resume and dist.is_main:
         new_run(run, cfg, data)
     barrier(dist)
@@ -280,20 +284,7 @@ def cmd_train(args) -> None:
     else:
         trainer.initialize()
         trainer.save_checkpoint()
-    _sigterm_as_interrupt()  # a scheduler's SIGTERM checkpoints like Ctrl-C
-    trainer.fit()
-
-
-def _sigterm_as_interrupt() -> None:
-    import signal
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (embedded use): leave the default
-        pass
+    trainer.fit()  # a signal: checkpoint at a step boundary, then signals.Interrupted
 
 
 def cmd_eval(args) -> None:
@@ -409,18 +400,25 @@ def main(argv: list[str] | None = None) -> None:
         from maevae.device import keep_freed_memory
 
         keep_freed_memory()  # glibc keeps freed activations mapped: +45-55% IS samples/s
-    try:
-        COMMANDS[args.command](args)
-    except MaevaeError as e:
-        print(f"maevae: error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        print("maevae: interrupted", file=sys.stderr)
-        sys.exit(130)
-    except OSError as e:
-        if os.environ.get("MAEVAE_DEBUG"):
-            raise
-        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
-        print(f"maevae: error: {e.strerror or e}{where}; check the path, free disk space and "
-              "permissions", file=sys.stderr)
-        sys.exit(2)
+    # SIGINT / SIGTERM: recorded; training stops at a step boundary, anything else raises
+    # KeyboardInterrupt (not inside a file write); exit 128 + signal (130 / 143)
+    with signals.installed(ignore_after_signal=True):
+        try:
+            COMMANDS[args.command](args)
+        except signals.Interrupted as e:
+            print(f"maevae: {e}", file=sys.stderr)
+            sys.exit(e.exit_code)
+        except MaevaeError as e:
+            print(f"maevae: error: {e}", file=sys.stderr)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            print(f"maevae: interrupted by {signals.name(signals.received())}",
+                  file=sys.stderr)
+            sys.exit(signals.exit_code())
+        except OSError as e:
+            if os.environ.get("MAEVAE_DEBUG"):
+                raise
+            where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+            print(f"maevae: error: {e.strerror or e}{where}; check the path, free disk space "
+                  "and permissions", file=sys.stderr)
+            sys.exit(2)

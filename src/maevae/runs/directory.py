@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load as st_load
 
-from maevae import __version__
+from maevae import __version__, signals
 from maevae.errors import CheckpointError
 from maevae.fsutil import fsync_dir
 from maevae.runs import files as run_files  # called through the module: one patch reaches all
@@ -85,6 +85,10 @@ class RunDir:
                                   f"`maevae train --resume {self.path}`")
 
     def create(self, config_yaml: str, meta: dict) -> None:
+        with signals.deferred():  # a signal waits until config.yaml and run.json are written
+            self._create(config_yaml, meta)
+
+    def _create(self, config_yaml: str, meta: dict) -> None:
         self.check_new()
         try:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -188,8 +192,16 @@ class RunDir:
 
     # --------------------------------------------------------------------- checkpoints
     def save_checkpoint(self, step: int, files: dict[str, dict[str, torch.Tensor]], state: dict,
-                        keep: int) -> Path:
-        final = self.ckpt_dir / f"{CKPT_PREFIX}{step:08d}"
+                        keep: int, drop: Path | None = None) -> Path:
+        """Write checkpoint ``step`` (SIGINT / SIGTERM are held until it is complete), then
+        remove ``drop`` (a checkpoint it supersedes, e.g. one written on a signal) and all
+        but the newest ``keep``."""
+        with signals.deferred():
+            return self._save_checkpoint(step, files, state, keep, drop)
+
+    def _save_checkpoint(self, step: int, files: dict[str, dict[str, torch.Tensor]],
+                         state: dict, keep: int, drop: Path | None) -> Path:
+        final = self.checkpoint_path(step)
         tmp = self.ckpt_dir / f".tmp-{CKPT_PREFIX}{step:08d}-{os.getpid()}"
         old = self.ckpt_dir / f".old-{CKPT_PREFIX}{step:08d}-{os.getpid()}"
         try:
@@ -216,6 +228,8 @@ class RunDir:
             raise CheckpointError(f"cannot write checkpoint in {self.ckpt_dir}: "
                                   f"{e.strerror or e}; free disk space or fix permissions, then "
                                   f"resume with `maevae train --resume {self.path}`") from None
+        if drop is not None and drop != final and drop.parent == self.ckpt_dir:
+            shutil.rmtree(drop, ignore_errors=True)
         self._prune(keep, final)
         return final
 
@@ -251,6 +265,9 @@ class RunDir:
                 except OSError:
                     pass
             shutil.rmtree(old, ignore_errors=True)
+
+    def checkpoint_path(self, step: int) -> Path:
+        return self.ckpt_dir / f"{CKPT_PREFIX}{step:08d}"
 
     def checkpoint_paths(self) -> list[Path]:
         if not self.ckpt_dir.is_dir():
@@ -328,6 +345,10 @@ class RunDir:
 
     # -------------------------------------------------------------------------- best
     def save_best(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        with signals.deferred():  # SIGINT / SIGTERM wait until best/ is replaced
+            self._save_best(tensors, meta)
+
+    def _save_best(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
         data = run_files.tensors_to_bytes(tensors)
         tmp = self.path / f".best.tmp-{os.getpid()}"
         old = self.path / f".best.old-{os.getpid()}"

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save as st_save
 
+from maevae import signals
 from maevae.errors import CheckpointError
 from maevae.fsutil import fsync_dir
 
@@ -69,14 +70,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     renamed over ``path``, and the folder fsync'ed; a crash leaves the old or the new file.
     Disk full or no permission: a one-line :class:`CheckpointError`."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write_bytes_durable(tmp, data)
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"cannot write {path}: {e.strerror or e}; check free disk space "
-                              "and permissions") from None
-    fsync_dir(path.parent)
+    with signals.deferred():  # a SIGINT / SIGTERM waits: no temporary file is left behind
+        try:
+            write_bytes_durable(tmp, data)
+            os.replace(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise CheckpointError(f"cannot write {path}: {e.strerror or e}; check free disk "
+                                  "space and permissions") from None
+        fsync_dir(path.parent)
 
 
 def tensors_to_bytes(tensors: dict[str, torch.Tensor]) -> bytes:

@@ -96,3 +96,13 @@ def all_ranks(flag: bool, info: DistInfo, device: torch.device | str = "cpu") ->
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
+
+
+def max_over_ranks(value: int, info: DistInfo, device: torch.device | str = "cpu") -> int:
+    """The largest of the ranks' ``value`` (e.g. a signal number, 0 for none): a signal
+    received by one rank stops all of them at the same step boundary."""
+    if not info.enabled:
+        return value
+    t = torch.tensor([float(value)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())

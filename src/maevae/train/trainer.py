@@ -9,6 +9,13 @@ validation ELBO is saved; the learning rate is halved on plateaus (:mod:`.schedu
 Randomness is a pure function of (seed, epoch) for the data order and (seed, step) for the
 binarisation and posterior noise, so a run resumed from any checkpoint — on any number of
 processes — continues exactly as an uninterrupted run.
+
+SIGINT / SIGTERM (:mod:`maevae.signals`) only raise a flag; the loop looks at it at step
+boundaries (before a step, before validation, and between validation batches, where the
+validation is dropped and redone after the resume), never inside a step, writes one
+checkpoint of that boundary's state and raises :class:`~maevae.signals.Interrupted`. Under
+DDP the ranks agree on the flag at every boundary (one all-reduce of one number), so all of
+them stop at the same step; rank 0 writes, the others wait for it at a barrier.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from maevae import signals
 from maevae.config import RunConfig
 from maevae.data import ImageSplits
 from maevae.data.transforms import data_dims, evaluation_inputs, redraw_dynamic, training_inputs
@@ -33,7 +41,14 @@ from maevae.objectives import MIN_STD_BATCH, LossTerms, training_loss
 from maevae.runs.directory import RunDir
 from maevae.runs.optimizer_state import optimizer_from_tensors, optimizer_to_tensors
 from maevae.statistics import batch_statistics, fmt_stat
-from maevae.train.distributed import DistInfo, all_gather_grad, all_ranks, all_reduce_mean
+from maevae.train.distributed import (
+    DistInfo,
+    all_gather_grad,
+    all_ranks,
+    all_reduce_mean,
+    barrier,
+    max_over_ranks,
+)
 from maevae.train.ema import EMA
 from maevae.train.schedule import Schedule
 
@@ -44,6 +59,10 @@ COMPILE_AFTER_STEPS = 5000
 
 class TrainingStopped(MaevaeError):
     """Training could not go on (e.g. too many non-finite steps in a row)."""
+
+
+class _ValidationDropped(Exception):
+    """A signal arrived during validation: the validation is dropped (redone on resume)."""
 
 
 def compute_loss(net: torch.nn.Module, x: torch.Tensor, eps: torch.Tensor, cfg: RunConfig,
@@ -126,6 +145,8 @@ class Trainer:
         self.opt: torch.optim.Optimizer | None = None
         self.ddp = None
         self._tb = None  # TensorBoard writer: None = not tried yet, False = unavailable
+        self._dirty = True  # the state has changed since the last checkpoint
+        self._superseded = None  # a checkpoint written on a signal: the next one replaces it
 
     # ---------------------------------------------------------------- set-up / state
     def _new_optimizer(self) -> torch.optim.Optimizer:
@@ -191,11 +212,20 @@ class Trainer:
                 f"training stopped without saving them, the last good checkpoint is kept in "
                 f"{self.run.path / 'checkpoints'} — lower train.lr")
 
-    def save_checkpoint(self) -> None:
+    def save_checkpoint(self, on_signal: bool = False) -> None:
+        """Checkpoint the current state (call it only at a step boundary). One written
+        ``on_signal`` is marked so in state.json and removed by the next save, so that
+        ``train.keep_checkpoints`` keeps the same checkpoints as an uninterrupted run."""
         if self.dist.is_main:
             self._check_finite_weights()
-            self.run.save_checkpoint(self.counters.step, self.state_files(), self.state_json(),
-                                     self.cfg.train.keep_checkpoints)
+            state = self.state_json()
+            if on_signal:
+                state["saved_on"] = "signal"
+            path = self.run.save_checkpoint(self.counters.step, self.state_files(), state,
+                                            self.cfg.train.keep_checkpoints,
+                                            drop=self._superseded)
+            self._superseded = path if on_signal else None
+        self._dirty = False
 
     def resume(self) -> bool:
         """Restore the newest valid checkpoint; False when there is none."""
@@ -228,6 +258,9 @@ class Trainer:
         self._wrap()
         if self.dist.is_main:
             self.run.truncate_metrics(self.counters.step)
+        self._dirty = False
+        self._superseded = (self.run.checkpoint_path(self.counters.step)
+                            if state.get("saved_on") == "signal" else None)
         return True
 
     def log_warning(self, msg: str) -> None:
@@ -283,13 +316,21 @@ class Trainer:
         return out
 
     # ------------------------------------------------------------------- validation
-    def validate(self) -> dict[str, float]:
+    def validate(self, stoppable: bool = False) -> dict[str, float]:
+        """Statistics of the EMA model on the validation copies (changes no state).
+        ``stoppable``: a pending signal drops it between batches (single process only: under
+        DDP the ranks decide together, at step boundaries)."""
         cfg = self.cfg
         g = _gen(cfg.seed, 3, self.counters.epoch, device=self.device)
         x = redraw_dynamic(self.val_x, self.val_copies, g)
+        progress = None
+        if stoppable and not self.dist.enabled:
+            def progress(_n: int) -> None:
+                if signals.pending():
+                    raise _ValidationDropped
         return batch_statistics(self.ema.shadow, x, cfg.train.eval_batch,
                                 cfg.objective.kl_samples_eval, g, cfg.train.precision,
-                                chunk=cfg.eval.nll_chunk)
+                                progress=progress, chunk=cfg.eval.nll_chunk)
 
     def _end_epoch(self) -> None:
         c = self.counters
@@ -299,7 +340,8 @@ class Trainer:
                 "; training stopped without saving a model — lower objective.eta / "
                 "objective.gamma / train.lr or check the data")
         self._check_finite_weights()  # before validating (and saving) them
-        stats = self.validate()
+        stats = self.validate(stoppable=True)  # may raise _ValidationDropped: nothing changed
+        self._dirty = True
         improved, reset = self.schedule.end_epoch(stats["elbo"])
         if not math.isfinite(stats["elbo"]):
             self.log_warning(f"validation ELBO is {stats['elbo']} at epoch {c.epoch + 1} (an EMA "
@@ -332,15 +374,40 @@ class Trainer:
                     self._tb.add_scalar(f"{row['kind']}/{k}", v, row["step"])
 
     # -------------------------------------------------------------------------- fit
+    def _signal_at_boundary(self) -> int | None:
+        """At a step boundary: the signal to stop on (any rank's, under DDP), else None."""
+        s = signals.pending() or 0
+        if self.dist.enabled:
+            s = max_over_ranks(s, self.dist, self.device)
+        return s or None
+
+    def _stop_on_signal(self, signum: int) -> None:
+        """Checkpoint this step boundary's state (unless the last checkpoint holds it) and
+        raise Interrupted (exit code 128 + signum)."""
+        signals.acknowledge()
+        if self._dirty:
+            self.save_checkpoint(on_signal=True)
+        barrier(self.dist)
+        raise signals.Interrupted(
+            f"interrupted by {signals.name(signum)} at step {self.counters.step}; a checkpoint "
+            f"was saved — continue with `maevae train --resume {self.run.path}`", signum)
+
     def fit(self, stop_at_step: int | None = None) -> Counters:
         """Train until a stopping rule fires. ``stop_at_step`` simulates an interruption:
-        the loop checkpoints and returns after that many steps (as on Ctrl-C)."""
+        the loop checkpoints and returns after that many steps. SIGINT / SIGTERM (main thread)
+        checkpoint at the next step boundary and raise :class:`~maevae.signals.Interrupted`."""
+        with signals.installed(), signals.flag_only():
+            return self._fit(stop_at_step)
+
+    def _fit(self, stop_at_step: int | None) -> Counters:
         c, t = self.counters, self.cfg.train
         n_batches = len(self.train_x) // t.batch_size
         bar = tqdm(total=n_batches, disable=not self.progress, leave=False, dynamic_ncols=True)
         start = time.time()
         try:
             while not c.stopped:
+                if (signum := self._signal_at_boundary()) is not None:
+                    self._stop_on_signal(signum)
                 if c.epoch >= t.max_epochs:
                     c.stopped = f"max_epochs={t.max_epochs} reached"
                     break
@@ -349,12 +416,17 @@ class Trainer:
                 bar.set_description(f"epoch {c.epoch + 1}")
                 bar.update(c.batch)
                 while c.batch < n_batches:
+                    # a step boundary: every counter, the schedule, the EMA and the metrics
+                    # agree here (and only here; the step below is never interrupted)
+                    if (signum := self._signal_at_boundary()) is not None:
+                        self._stop_on_signal(signum)
                     if stop_at_step is not None and c.step >= stop_at_step:
                         self.save_checkpoint()
                         return c
                     if t.max_steps is not None and c.step >= t.max_steps:
                         break
                     idx = perm[c.batch * t.batch_size:(c.batch + 1) * t.batch_size]
+                    self._dirty = True
                     out = self.train_step(idx)
                     c.batch += 1
                     c.epoch_validated = False
@@ -370,7 +442,14 @@ class Trainer:
                         self.save_checkpoint()
                 hit_step_cap = t.max_steps is not None and c.step >= t.max_steps
                 if c.batch >= n_batches or (hit_step_cap and not c.epoch_validated):
-                    self._end_epoch()
+                    if (signum := self._signal_at_boundary()) is not None:
+                        self._stop_on_signal(signum)
+                    try:
+                        self._end_epoch()
+                    except _ValidationDropped:  # the state is still that of the boundary
+                        self._stop_on_signal(signals.pending())
+                # from here to the checkpoint below no boundary is checked: an epoch that
+                # was validated is saved before a signal is looked at again
                 reason = None
                 if c.batch >= n_batches:
                     c.epoch += 1
@@ -383,13 +462,8 @@ class Trainer:
                 if reason:
                     c.stopped = reason
                 self.save_checkpoint()
-        except KeyboardInterrupt:
-            self.save_checkpoint()
+        finally:
             bar.close()
-            raise MaevaeError(f"interrupted at step {c.step}; a checkpoint was saved — continue "
-                              f"with `maevae train --resume {self.run.path}`") from None
-        bar.close()
         self.log(f"training stopped after {c.step} steps, {time.time() - start:.0f} s: "
                  f"{c.stopped}" + (f" ({c.skipped} non-finite steps skipped)" if c.skipped else ""))
         return c
-
