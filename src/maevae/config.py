@@ -176,7 +176,7 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("model.decoder.z_maps", lambda v: v >= 1, "an integer >= 1"),
     ("model.decoder.nmix", lambda v: v >= 1, "an integer >= 1"),
     ("model.decoder.dropout", lambda v: 0 <= v < 1, "a number in [0, 1)"),
-    ("model.prior.blocks", lambda v: v >= 1, "an integer >= 1"),
+    ("model.prior.blocks", lambda v: 1 <= v <= 1024, "an integer in [1, 1024]"),
     ("model.prior.hidden", lambda v: v >= 1, "an integer >= 1"),
     ("model.prior.init_scale", lambda v: v > 0, "a number > 0"),
     ("objective.eta", lambda v: v >= 0, "a number >= 0"),

@@ -97,7 +97,10 @@ def _close_wakeup() -> None:
 
 
 def _deliver() -> None:
-    if _st.raise_mode and not _st.deferring and _st.signum is not None and not _st.delivered:
+    # only inside installed(): a signal recorded by an earlier, finished installed() block
+    # is never raised later (e.g. by a library call's deferred() write)
+    if (_st.depth > 0 and _st.raise_mode and not _st.deferring and _st.signum is not None
+            and not _st.delivered):
         _st.delivered = True
         raise KeyboardInterrupt
 
