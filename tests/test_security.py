@@ -147,7 +147,8 @@ def test_pickle_as_json_metadata_is_refused(run, tmp_path, capsys, rel):
     marker = tmp_path / "pwned"
     (run / rel).write_bytes(_payload(marker))
     code, _, err = _cli(["sample", run, "-n", "2"], capsys)
-    _one_line_error(code, err, "corrupt (not JSON)")
+    # run.json is read as text first (a pickle is not UTF-8); meta.json is checksummed JSON
+    _one_line_error(code, err, "is not UTF-8 text" if rel == "run.json" else "corrupt (not JSON)")
     assert not marker.exists()
 
 
