@@ -121,6 +121,13 @@ def check_model_early(cfg: RunConfig, device: torch.device) -> None:
         check_model(cfg, shape, device_memory(device))
 
 
+def _refuse_over(need: float, memory: int, error: type[MaevaeError], what: str,
+                 unit: str = "", fix: str = "") -> None:
+    """Raise ``error`` ("WHAT X GiB UNIT; this machine has Y GiB FIX") when need > memory."""
+    if need > memory:
+        raise error(f"{what} {_gib(need)}{unit}; this machine has {_gib(memory)}{fix}")
+
+
 def check_train(cfg: RunConfig, shape: Shape, n_eval_images: int, device: torch.device,
                 memory: int | None = None) -> None:
     """Refuse a training config that cannot fit in ``device``'s memory (before allocating)."""
@@ -130,10 +137,9 @@ def check_train(cfg: RunConfig, shape: Shape, n_eval_images: int, device: torch.
     t, o = cfg.train, cfg.objective
     rows = float(t.batch_size) * o.kl_samples_train
     need = rows * pixels * _width(cfg.model) * F32 * 2 + rows * cfg.model.encoder.latent_dim * F32
-    if need > memory:
-        raise ConfigError(f"objective.kl_samples_train={o.kl_samples_train} with "
-                          f"train.batch_size={t.batch_size}: one training step needs at least "
-                          f"{_gib(need)} of activations; this machine has {_gib(memory)}")
+    _refuse_over(need, memory, ConfigError,
+                 f"objective.kl_samples_train={o.kl_samples_train} with train.batch_size="
+                 f"{t.batch_size}: one training step needs at least", " of activations")
 
 
 def check_eval(cfg: RunConfig, shape: Shape, n_eval_images: int, device: torch.device,
@@ -144,10 +150,10 @@ def check_eval(cfg: RunConfig, shape: Shape, n_eval_images: int, device: torch.d
     d = cfg.data
     if d.binarize and d.test_copies:
         need = float(d.test_copies) * n_eval_images * math.prod(shape) * (1 + F32)
-        if need > memory:
-            raise ConfigError(f"data.test_copies={d.test_copies}: the fixed evaluation copies of "
-                              f"{n_eval_images} images need {_gib(need)}; this machine has "
-                              f"{_gib(memory)}: use a few copies (5 is the paper's) or 0")
+        _refuse_over(need, memory, ConfigError,
+                     f"data.test_copies={d.test_copies}: the fixed evaluation copies of "
+                     f"{n_eval_images} images need", "",
+                     ": use a few copies (5 is the paper's) or 0")
 
 
 def check_sample(cfg: RunConfig, shape: Shape, n: int, device: torch.device,
@@ -155,9 +161,8 @@ def check_sample(cfg: RunConfig, shape: Shape, n: int, device: torch.device,
     """Refuse ``maevae sample -n N`` when N images cannot be decoded at once."""
     memory = device_memory(device) if memory is None else memory
     need = float(n) * math.prod(shape) * (_width(cfg.model) + 1) * F32
-    if need > memory:
-        raise MaevaeError(f"-n {n}: sampling {n} images needs at least {_gib(need)}; this "
-                          f"machine has {_gib(memory)}: draw fewer")
+    _refuse_over(need, memory, MaevaeError, f"-n {n}: sampling {n} images needs at least",
+                 "", ": draw fewer")
 
 
 def sample_budget(run_dir, n: int, device: torch.device) -> None:
