@@ -354,19 +354,24 @@ def test_bad_image_files_are_one_line(tmp_path, capsys, name, content, needle):
         _cli_error(capsys, _tiny_train(tmp_path / "run", d), str(d / name), needle)
 
 
+def _make_unreadable(p: Path, monkeypatch) -> None:
+    """chmod 0, or (root ignores modes) an ``open`` that refuses ``p`` with EACCES."""
+    if os.geteuid() != 0:
+        p.chmod(0)
+        return
+    real = builtins.open
+
+    def deny(file, *a, **k):
+        if isinstance(file, str | os.PathLike) and Path(file) == p:
+            raise PermissionError(13, "Permission denied", str(p))
+        return real(file, *a, **k)
+    monkeypatch.setattr(builtins, "open", deny)
+
+
 def test_unreadable_image_is_one_line(tmp_path, monkeypatch):
     d = _image_folder(tmp_path / "imgs", n=10)
     p = d / "005.png"
-    if os.geteuid() != 0:
-        p.chmod(0)
-    else:
-        real = builtins.open
-
-        def deny(file, *a, **k):
-            if isinstance(file, str | os.PathLike) and Path(file) == p:
-                raise PermissionError(13, "Permission denied", str(p))
-            return real(file, *a, **k)
-        monkeypatch.setattr(builtins, "open", deny)
+    _make_unreadable(p, monkeypatch)
     with pytest.raises(DataError) as e:
         load_dataset("folder", d)
     _one_line(e, str(p), "Permission denied")
@@ -375,16 +380,7 @@ def test_unreadable_image_is_one_line(tmp_path, monkeypatch):
 def test_unreadable_omniglot_zip_is_one_line(tmp_path, monkeypatch, capsys):
     folder = _small_omniglot(tmp_path)
     p = folder / omni_mod.ZIP_NAMES[1]
-    if os.geteuid() != 0:
-        p.chmod(0)
-    else:
-        real = builtins.open
-
-        def deny(file, *a, **k):
-            if isinstance(file, str | os.PathLike) and Path(file) == p:
-                raise PermissionError(13, "Permission denied", str(p))
-            return real(file, *a, **k)
-        monkeypatch.setattr(builtins, "open", deny)
+    _make_unreadable(p, monkeypatch)
     with pytest.raises(DataError) as e:
         load_dataset("omniglot", tmp_path, download=False)
     _one_line(e, str(p), "Permission denied", "permissions")
