@@ -24,7 +24,7 @@ from maevae.device import autocast_dtype, maybe_compile_decoder
 from maevae.errors import ConfigError, MaevaeError
 from maevae.evaluate.likelihood import bits_per_dim, importance_sampled_batch, iterate_batches
 from maevae.models.vae import VAE
-from maevae.runs.budget import check_eval
+from maevae.runs.budget import check_copies, check_model, device_memory
 from maevae.runs.directory import RunDir
 from maevae.runs.files import (
     atomic_write_bytes,
@@ -143,7 +143,8 @@ def evaluate_run(run_dir: str | Path, data_root: str | None, device: torch.devic
     cfg = load_run_config(run)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
-    check_eval(cfg, tuple(run.meta()["image_shape"]), 1, device)  # the model, before loading
+    memory = device_memory(device)
+    check_model(cfg, tuple(run.meta()["image_shape"]), memory)  # before loading the weights
     model, best = load_trained_model(run, cfg, device)
     k = nll_samples or cfg.eval.nll_samples
     if k < 1:
@@ -151,7 +152,7 @@ def evaluate_run(run_dir: str | Path, data_root: str | None, device: torch.devic
                           "(eval.nll_samples)")
     precision = precision or cfg.eval.precision
     data = load_run_data(cfg, data_root)
-    check_eval(cfg, data.image_shape, len(data.test_x), device)  # the copies, before making them
+    check_copies(cfg, data.image_shape, len(data.test_x), memory)  # before making them
     x_all, copies = evaluation_inputs(data.test_x, cfg.data, cfg.seed + 2)
     g = torch.Generator(device=device).manual_seed(cfg.seed + 3)
     x_all = redraw_dynamic(x_all.to(device), copies, g)

@@ -147,6 +147,11 @@ def check_eval(cfg: RunConfig, shape: Shape, n_eval_images: int, device: torch.d
     """Refuse a model or evaluation copies (``data.test_copies``) that cannot fit."""
     memory = device_memory(device) if memory is None else memory
     check_model(cfg, shape, memory)
+    check_copies(cfg, shape, n_eval_images, memory)
+
+
+def check_copies(cfg: RunConfig, shape: Shape, n_eval_images: int, memory: int) -> None:
+    """Refuse fixed evaluation copies (``data.test_copies``) that cannot fit."""
     d = cfg.data
     if d.binarize and d.test_copies:
         need = float(d.test_copies) * n_eval_images * math.prod(shape) * (1 + F32)
