@@ -32,7 +32,7 @@ EXAMPLES = {
     "reconstruct": "examples:\n  maevae reconstruct runs/mae -n 32 --out recon.png",
     "info": """examples:
   maevae info mnist/mae_eta1.0_gamma0.5
-  maevae info configs/mnist/vlae.yaml --json
+  maevae info my_config.yaml --json
   maevae info --list""",
     "run": """examples:
   maevae run                       # the main job on scikit-learn's digits (offline, < 5 min)

@@ -1,6 +1,7 @@
 """Typed configuration: one dataclass per component, defaults = the authors' binary MNIST model.
 
-Presets in ``configs/`` are YAML files holding only what differs from these defaults.
+Presets in ``maevae/presets/`` (package data) are YAML files holding only what differs
+from these defaults.
 Loading validates everything: unknown keys, wrong types and out-of-range values raise a
 one-line :class:`~maevae.errors.ConfigError` that names the key and what is allowed.
 The fully resolved config is saved as ``config.yaml`` in every run directory.
@@ -425,8 +426,8 @@ def parse_override(text: str) -> dict:
 
 # ---------------------------------------------------------------------------------------
 def presets_dir() -> Path:
-    """``configs/`` of the source checkout (maevae is installed in editable mode)."""
-    return Path(__file__).resolve().parents[2] / "configs"
+    """``presets/`` inside the package."""
+    return Path(__file__).resolve().parent / "presets"
 
 
 def list_presets() -> list[str]:
