@@ -10,11 +10,13 @@ The fully resolved config is saved as ``config.yaml`` in every run directory.
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import math
 import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -425,42 +427,69 @@ def parse_override(text: str) -> dict:
 
 
 # ---------------------------------------------------------------------------------------
-def presets_dir() -> Path:
-    """``presets/`` inside the package."""
-    return Path(__file__).resolve().parent / "presets"
+def _presets_root() -> Traversable:
+    """The ``presets/`` folder of package data, through :mod:`importlib.resources` (the same
+    from a source checkout, an editable install or an installed wheel)."""
+    return importlib.resources.files("maevae") / "presets"
 
 
 def list_presets() -> list[str]:
-    root = presets_dir()
-    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
+    """Every preset name (``<dataset>/<name>``, e.g. ``mnist/vlae``), sorted."""
+    names: list[str] = []
+
+    def walk(node: Traversable, prefix: str) -> None:
+        for child in node.iterdir():
+            if child.is_dir():
+                walk(child, f"{prefix}{child.name}/")
+            elif child.name.endswith(".yaml"):
+                names.append(prefix + child.name.removesuffix(".yaml"))
+
+    walk(_presets_root(), "")
+    return sorted(names)
+
+
+def preset_text(name: str) -> str:
+    """The YAML text of the preset ``name`` (one of :func:`list_presets`)."""
+    node = _presets_root()
+    *folders, leaf = name.split("/")
+    for part in folders:
+        node = node / part
+    return (node / f"{leaf}.yaml").read_text(encoding="utf-8")
 
 
 def read_yaml(path: Path) -> dict:
     """A config file, read as untrusted input (:mod:`maevae.safe_yaml`)."""
     text = safe_yaml.decode_utf8(safe_yaml.read_bytes_limited(path), f"config {path}")
+    return parse_yaml(text, f"config {path}")
+
+
+def parse_yaml(text: str, where: str) -> dict:
+    """The mapping in config text ``text``; ``where`` names it in the one-line errors."""
     try:
-        data = safe_yaml.loads(text, f"config {path}")
+        data = safe_yaml.loads(text, where)
     except yaml.YAMLError as e:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
         at = f" at line {line + 1}" if line is not None else ""
-        raise ConfigError(f"config {path} is not valid YAML{at}: fix the syntax") from None
+        raise ConfigError(f"{where} is not valid YAML{at}: fix the syntax") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config {path} must be a mapping of keys (got {type(data).__name__})")
+        raise ConfigError(f"{where} must be a mapping of keys (got {type(data).__name__})")
     return data
 
 
-def resolve_preset(name_or_path: str) -> Path:
+def read_config_source(name_or_path: str) -> dict:
+    """The keys of an existing YAML file ``name_or_path``, else of the preset of that name
+    (``mnist/vlae`` or ``mnist/vlae.yaml``)."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") and p.exists():
-        return p
-    cand = presets_dir() / (name_or_path.removesuffix(".yaml") + ".yaml")
-    if cand.exists():
-        return cand
+        return read_yaml(p)
+    names = list_presets()
+    name = name_or_path.removesuffix(".yaml")
+    if name in names:  # only listed names: never a path outside the presets folder
+        return parse_yaml(preset_text(name), f"preset {name}")
     if p.suffix in (".yaml", ".yml"):
         raise ConfigError(f"config file {name_or_path} does not exist")
-    names = list_presets()
     close = [n for n in names if name_or_path.split("/")[-1] in n][:5] or names[:8]
     raise ConfigError(f"unknown preset {name_or_path!r}; try one of: {', '.join(close)} "
                       "(`maevae info --list` shows all)")
@@ -468,7 +497,7 @@ def resolve_preset(name_or_path: str) -> Path:
 
 def load_config(name_or_path: str, overrides: list[str] | None = None) -> RunConfig:
     """Load a preset name (``mnist/vlae``) or YAML path, apply ``key=value`` overrides."""
-    data = read_yaml(resolve_preset(name_or_path))
+    data = read_config_source(name_or_path)
     for text in overrides or []:
         data = _merge(data, parse_override(text))
     data.setdefault("name", name_or_path.removesuffix(".yaml").replace("/", "_"))
