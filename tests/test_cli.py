@@ -63,6 +63,9 @@ def test_resume_of_a_finished_run_does_nothing(trained, capsys):
     (["train", "tiny/test"], "needs CONFIG and --out"),
     (["train", "--resume", "{run}", "--precision", "bf16"], "keeps the run's seed and precision"),
     (["train", "tiny/test", "--out", "{tmp}/a", "--set", "train.compile=yes"], "train.compile"),
+    (["info", "mnist/vlae", "--set", "model.decoder.mode=huge"], "model.decoder.mode"),
+    (["info", "mnist/vlae", "--dataset", "nope"], "data.name: unknown value 'nope'"),
+    (["info", "--list", "mnist/vlae"], "info --list takes no CONFIG"),
 ])
 def test_bad_input_is_one_line_with_exit_code_2(argv, needle, trained, tmp_path, capsys):
     before = (trained / "config.yaml").read_text()
@@ -81,6 +84,30 @@ def test_info_prints_the_paper_counts(capsys):
     counts = json.loads(capsys.readouterr().out)
     assert (counts["encoder"], counts["prior"], counts["decoder"], counts["total"]) == (
         703_872, 356_352, 505_346, 1_565_570)
+
+
+def test_info_set_and_dataset_change_the_counted_model(capsys):
+    # the paper's large PixelCNN decoder (SPEC: encoder 703,872 + prior 356,352 + 897,538)
+    main(["info", "mnist/vlae", "--set", "model.decoder.mode=large", "--json"])
+    counts = json.loads(capsys.readouterr().out)
+    assert (counts["decoder"], counts["total"]) == (897_538, 1_957_762)
+    main(["info", "mnist/vlae", "--set", "model.decoder.mode=large"])
+    assert "total       1,957,762" in capsys.readouterr().out
+    # --dataset digits (normalised like train's): 8x8 images; the encoder's last layer shrinks,
+    # the prior (on the 64-d code) does not
+    main(["info", "mnist/vlae", "--dataset", " Digits", "--json"])
+    counts = json.loads(capsys.readouterr().out)
+    assert counts["image_shape"] == [1, 8, 8]
+    assert counts["encoder"] < 703_872 and counts["prior"] == 356_352
+
+
+def test_version_and_no_command(capsys):
+    from maevae import __version__
+
+    code, out, _ = _run(["--version"], capsys)
+    assert (code, out) == (0, f"maevae {__version__}\n")
+    code, out, err = _run([], capsys)  # no command: the help, as a usage error
+    assert code == 2 and out == "" and err.startswith("usage: maevae")
 
 
 def test_help_lists_every_command(capsys):

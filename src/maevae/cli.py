@@ -33,6 +33,7 @@ EXAMPLES = {
     "info": """examples:
   maevae info mnist/mae_eta1.0_gamma0.5
   maevae info my_config.yaml --json
+  maevae info mnist/vlae --set model.decoder.mode=large   # the paper's large decoder
   maevae info --list""",
     "run": """examples:
   maevae run                       # the main job on scikit-learn's digits (offline, < 5 min)
@@ -68,14 +69,34 @@ def _add_common(p: argparse.ArgumentParser, data_root: bool = True) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_config_overrides(p: argparse.ArgumentParser) -> None:
+    """``--dataset NAME`` and ``--set KEY=VALUE`` (repeatable), read by :func:`_config_sets`."""
     from maevae.data.registry import dataset_help
 
+    p.add_argument("--dataset", metavar="NAME",
+                   help=f"shortcut for --set data.name=NAME ({dataset_help()}); with folder, "
+                        "--data-root is the image folder itself")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set train.max_epochs=1 (repeatable)")
+
+
+def _config_sets(args) -> list[str]:
+    """The ``key=value`` overrides of ``--dataset`` (first) and ``--set`` (in order)."""
+    sets = list(args.set)
+    if args.dataset:
+        sets.insert(0, f"data.name={args.dataset.strip().lower().replace('-', '_')}")
+    return sets
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="maevae",
         description="VAEs with mutual posterior-divergence regularization (MAE, ICLR 2019): "
                     "train, evaluate and compare VLAE / MAE / ResNet-VAE models.",
         epilog="Run `maevae COMMAND --help` for each command's options and examples.")
+    from maevae import __version__
+
+    parser.add_argument("--version", action="version", version=f"maevae {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name, help_):
@@ -86,11 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help="preset name (e.g. mnist/vlae) or YAML file")
     p.add_argument("--out", metavar="RUN_DIR", help="new run directory")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
-    p.add_argument("--dataset", metavar="NAME",
-                   help=f"shortcut for --set data.name=NAME ({dataset_help()}); with folder, "
-                        "--data-root is the image folder itself")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set train.max_epochs=1 (repeatable)")
+    _add_config_overrides(p)
     p.add_argument("--seed", type=int, help="override the seed")
     p.add_argument("--precision", choices=["fp32", "bf16"], help="override train.precision")
     p.add_argument("--compile", choices=["auto", "always", "never"],
@@ -132,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = add("info", "parameter counts of a preset or config, per component")
-    p.add_argument("config", nargs="?")
+    p.add_argument("config", nargs="?", help="preset name (e.g. mnist/vlae) or YAML file")
+    _add_config_overrides(p)
     p.add_argument("--data-root", metavar="DIR",
                    help="folder datasets without data.image_size: read the size from here")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -155,11 +173,14 @@ def cmd_info(args) -> None:
     from maevae.models.build import count_parameters
 
     if args.list:
+        if args.config or args.set or args.dataset:
+            raise MaevaeError("info --list takes no CONFIG, --set or --dataset; drop them, or "
+                              "drop --list to count a config's parameters")
         print("\n".join(list_presets()))
         return
     if not args.config:
         raise MaevaeError("info needs a preset name or YAML file (see `maevae info --list`)")
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, _config_sets(args))
     shape = image_shape_for(cfg, args.data_root)
     counts = count_parameters(_meta_model(cfg, shape))
     if args.json:
@@ -235,9 +256,7 @@ def cmd_train(args) -> None:
         if not args.config or not args.out:
             raise MaevaeError("train needs CONFIG and --out RUN_DIR (or --resume RUN_DIR); "
                               "see `maevae train --help`")
-        sets = list(args.set)
-        if args.dataset:
-            sets.insert(0, f"data.name={args.dataset.strip().lower().replace('-', '_')}")
+        sets = _config_sets(args)
         if args.seed is not None:
             sets.append(f"seed={args.seed}")
         if args.precision:
@@ -393,9 +412,9 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample,
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.command:
-        parser.print_help()
-        sys.exit(0)
+    if not args.command:  # a command is required: the help, and argparse's usage exit code
+        parser.print_help(sys.stderr)
+        sys.exit(2)
     if args.command in ("train", "eval", "run", "sample", "reconstruct"):
         from maevae.device import keep_freed_memory
 
