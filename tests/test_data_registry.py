@@ -38,7 +38,8 @@ def test_names_and_one_spec_per_dataset():
 def test_config_literals_are_the_registry_names():
     hints = typing.get_type_hints(DataConfig)
     assert typing.get_args(hints["name"]) == tuple(registry.DATASETS)
-    assert typing.get_args(hints["split"]) == registry.all_splits() == ("mae", "iwae", "classic")
+    assert typing.get_args(hints["split"]) == registry.all_splits() == (
+        "mae", "iwae", "classic", "authors")
     with pytest.raises(ConfigError, match=r"data.name: unknown value 'foo'; allowed: 'mnist'"):
         from_dict({"data": {"name": "foo"}})
 

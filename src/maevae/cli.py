@@ -146,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("-n", type=int, default=32, help="number of test images (32)")
     p.add_argument("--out", default=None, help="PNG file (default RUN_DIR/reconstructions.png)")
+    p.add_argument("--code", choices=["mu", "mean50", "sample"], default="mu",
+                   help="latent decoded: mu = posterior mean (default); mean50 = mean of 50 "
+                        "posterior samples, as the authors' reconstructions; sample = one sample")
+    p.add_argument("--seed", type=int, default=0, help="seed of the posterior noise (0)")
     _add_common(p)
 
     p = add("info", "parameter counts of a preset or config, per component")
@@ -360,7 +364,8 @@ def cmd_reconstruct(args) -> None:
         raise MaevaeError(f"-n {args.n}: reconstruct at least one image")
     out = _png_out(args, "reconstructions.png")
     _check_data_root(args.data_root)
-    x, r = reconstruct_images(args.run_dir, args.data_root, resolve_device(args.device), args.n)
+    x, r = reconstruct_images(args.run_dir, args.data_root, resolve_device(args.device), args.n,
+                              code=args.code, seed=args.seed)
     save_reconstruction_grid(x.numpy(), r.numpy(), out)
     print(f"wrote {out}")
 

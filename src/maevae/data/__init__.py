@@ -116,7 +116,9 @@ def _load_mnist_like(key, root, split, seed, download, n_val, options) -> ImageS
              else "structure-verified (no content checksum known)")
     how = {"mae": f"seeded shuffle (seed {seed}), {len(va)} held out",
            "iwae": f"last {len(va)} training images held out, no shuffle",
-           "classic": f"last {len(va)} training images held out, no shuffle"}[split]
+           "classic": f"last {len(va)} training images held out, no shuffle",
+           "authors": f"the MAE authors' split (last {len(va)} of np.random.seed(524287) "
+                      "shuffle), seed not used"}[split]
     notes = [f"{label} from {data_root} ({check}); split={split}: {how}"]
     return ImageSplits(key, x[tr], y[tr], x[va], y[va], tx, ty, notes).validate()
 

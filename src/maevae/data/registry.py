@@ -72,7 +72,7 @@ class DatasetSpec:
         return self.splits[0]
 
 
-_MNIST_SPLITS = tuple(MNIST_SPLITS)  # ("mae", "iwae", "classic")
+_MNIST_SPLITS = tuple(MNIST_SPLITS)  # ("mae", "iwae", "classic", "authors")
 _OMNIGLOT_SPLITS = ("mae", "iwae")  # = maevae.data.omniglot.SPLIT_N_VAL (checked in tests)
 _FORTRAN = ConfigField("omniglot_fortran", "fortran", always=True)
 _TEST_FRACTION = ConfigField("test_fraction", "test_fraction")

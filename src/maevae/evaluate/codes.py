@@ -24,17 +24,18 @@ from tqdm.auto import tqdm
 
 from maevae.data.transforms import model_inputs
 from maevae.device import resolve_device
+from maevae.distributions import DiagGaussian
 from maevae.errors import MaevaeError
+from maevae.models.vae import LATENT_CODES, posterior_code
 from maevae.runs.files import atomic_write_bytes, atomic_write_text, sha256_bytes, tensors_to_bytes
 from maevae.runs.load import load_run
 
-LATENTS = ("mu", "mean50", "sample")
+LATENTS = LATENT_CODES
 LATENT_TITLES = {
     "mu": "posterior mean mu(x)",
     "mean50": "mean of 50 posterior samples",
     "sample": "one posterior sample",
 }
-MEAN_SAMPLES = 50
 ENCODE_BATCH = 500
 CODES_FORMAT = 1
 
@@ -58,12 +59,7 @@ def encode_images(model, x_u8: np.ndarray, binarize: bool, latent: str = "mu",
         x = model_inputs(x_u8[start:start + batch], binarize).to(device)
         q = model.encoder(x)
         mu, logvar = q.mu.float().flatten(1), q.logvar.float().flatten(1)  # [B, D]
-        if latent == "mu":
-            z = mu
-        else:
-            n = MEAN_SAMPLES if latent == "mean50" else 1
-            eps = torch.randn((n, *mu.shape), generator=generator, device=mu.device)
-            z = (mu + (0.5 * logvar).exp() * eps).mean(0)  # [B, D]
+        z = posterior_code(DiagGaussian(mu, logvar), latent, generator)  # [B, D]
         out["codes"].append(z.cpu())
         out["mu"].append(mu.cpu())
         out["logvar"].append(logvar.cpu())

@@ -22,9 +22,17 @@ def sample_images(run_dir: str | Path, device: torch.device, n: int, seed: int) 
 
 @torch.no_grad()
 def reconstruct_images(run_dir: str | Path, data_root: str | None, device: torch.device,
-                       n: int) -> tuple[torch.Tensor, torch.Tensor]:
+                       n: int, code: str = "mu", seed: int = 0
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` test images (thresholded) and their greedy reconstructions, in [0, 1].
+
+    ``code`` picks the latent decoded (:meth:`maevae.models.vae.VAE.reconstruct`): ``"mu"``
+    (default) or the authors' ``"mean50"`` (mean of 50 posterior samples, drawn from a
+    generator seeded with ``seed``) or ``"sample"``.
+    """
     run = load_run(run_dir, device)
     binarize = run.config.data.binarize
     x = model_inputs(run.load_data(data_root).test_x[:n], binarize).to(device)  # thresholded
-    return to_unit(x, binarize), to_unit(run.model.reconstruct(x), binarize)
+    g = torch.Generator(device=device).manual_seed(seed)
+    return to_unit(x, binarize), to_unit(run.model.reconstruct(x, code, g), binarize)
 

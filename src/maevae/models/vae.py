@@ -16,6 +16,27 @@ from maevae.distributions import DiagGaussian, kl_diag_gaussian_standard_normal
 from maevae.models.priors import StandardNormalPrior
 from maevae.nn.weightnorm import data_dependent_init
 
+# Which latent vector stands for an image (SPEC §5.1): the posterior mean mu(x), the mean of
+# 50 reparameterised posterior samples (the authors' reconstructions and visualize.py), or one
+# posterior sample. Used by VAE.reconstruct and by the probes' encoder (evaluate/codes.py).
+LATENT_CODES = ("mu", "mean50", "sample")
+MEAN_SAMPLES = 50
+
+
+def posterior_code(q: DiagGaussian, code: str = "mu",
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """One latent vector [B, D] per example from q(z|x), chosen by ``code``.
+
+    ``"mu"``: q.mu (no noise drawn). ``"mean50"``: the mean of ``q.rsample(50, generator)``,
+    i.e. mu + sigma * mean(eps) (the authors' choice). ``"sample"``: ``q.rsample(1,
+    generator)[0]``. ``generator`` must live on q's device.
+    """
+    if code == "mu":
+        return q.mu
+    if code not in LATENT_CODES:
+        raise ValueError(f"code={code!r}: choose one of {', '.join(LATENT_CODES)}")
+    return q.rsample(MEAN_SAMPLES if code == "mean50" else 1, generator).mean(0)
+
 
 @dataclass
 class Terms:
@@ -89,7 +110,15 @@ class VAE(nn.Module):
         return self.decoder.sample(z, generator=generator)
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Greedy (p >= 0.5) decoding of z = mu(x), as the authors' reconstructions."""
-        return self.decoder.sample(self.encoder(x).mu, greedy=True)
+    def reconstruct(self, x: torch.Tensor, code: str = "mu",
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+        """Greedy (p >= 0.5; argmax for 8-bit) decoding of one latent vector per image.
+
+        ``code="mu"`` (default) decodes z = mu(x); ``code="mean50"`` decodes the mean of 50
+        posterior samples drawn with ``generator``, which is what the authors' reconstructions
+        do (``MAE.reconstruct``, k = 50); ``"sample"`` decodes one posterior sample
+        (:func:`posterior_code`).
+        """
+        z = posterior_code(self.encoder(x), code, generator)
+        return self.decoder.sample(z, greedy=True)
 
