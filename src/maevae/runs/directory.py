@@ -3,7 +3,8 @@
 Layout of a run directory::
 
     config.yaml            the fully resolved config
-    run.json               format version, maevae version, image shape, data notes
+    run.json               format version, maevae version, image shape, data notes, the
+                           data root and the data files' sizes and sha256 (older runs: none)
     metrics.jsonl          one JSON object per logged step / epoch
     checkpoints/step-00000600/   model.safetensors, ema.safetensors, optim.safetensors,
                                  state.json (counters, schedule, sha256 of every file
@@ -125,7 +126,8 @@ class RunDir:
                                   f"maevae (run format {version!r}, this version reads "
                                   f"{RUN_FORMAT_VERSION}); retrain or use a matching maevae")
         require(meta, "image_shape", "image_shape", "run.json", self.path)
-        for name, kind in (("dataset", "str"), ("data_notes", "str_list"), ("sizes", "list")):
+        for name, kind in (("dataset", "str"), ("data_notes", "str_list"), ("sizes", "list"),
+                           ("data_root", "str"), ("data_files", "file_records")):
             require(meta, name, kind, "run.json", self.path, default=None)
         return meta
 
