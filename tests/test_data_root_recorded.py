@@ -158,3 +158,93 @@ def test_the_recorded_root_beats_maevae_data(trained, tmp_path, monkeypatch, cap
     _eval(run, "--data-root", str(other))  # explicit: overrides, and the change is reported
     err = capsys.readouterr().err
     assert err.count("maevae: warning: data file FashionMNIST/raw/") == 4
+
+
+# ----------------------------------------------------------------- what each loader records
+def test_failed_downloads_leave_no_empty_folders(tmp_path, monkeypatch):
+    from maevae.data import load_dataset
+    from maevae.errors import DataError
+
+    _isolate(monkeypatch, tmp_path)
+    with pytest.raises(DataError, match="could not download"):
+        load_dataset("fashion_mnist")  # the default cache is made for it, then removed
+    assert not (tmp_path / "cache").exists()
+    root = tmp_path / "root"
+    (root / "keep").mkdir(parents=True)
+    with pytest.raises(DataError, match="could not download"):
+        load_dataset("fashion_mnist", root)
+    assert [p.name for p in root.iterdir()] == ["keep"]  # FashionMNIST/raw/ removed
+
+
+def test_folder_records_one_digest_of_its_sorted_files(tmp_path):
+    from PIL import Image
+
+    from maevae.data import load_dataset
+    from maevae.data.provenance import describe_files
+    from maevae.runs.load import run_meta
+
+    folder = tmp_path / "imgs"
+    names = ["b/2.png", "a/1.png", "a/0.png", "b/3.png"]
+    for i, rel in enumerate(names):
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((6, 6), 40 * i, np.uint8)).save(folder / rel)
+    data = load_dataset("folder", tmp_path, path="imgs", channels=1, n_val=1,
+                        test_fraction=0.25)
+    lines = "".join(f"{rel}\t{hashlib.sha256((folder / rel).read_bytes()).hexdigest()}\n"
+                    for rel in sorted(names))
+    assert describe_files(data) == [{
+        "path": "imgs", "files": 4, "size": sum((folder / r).stat().st_size for r in names),
+        "sha256": hashlib.sha256(lines.encode()).hexdigest()}]
+    assert run_meta(data)["data_root"] == str(tmp_path)
+    absolute = load_dataset("folder", None, path=str(folder), channels=1, n_val=1,
+                            test_fraction=0.25)  # config.yaml holds the path: no root
+    assert absolute.root is None and "data_root" not in run_meta(absolute)
+    assert describe_files(absolute)[0]["path"] == str(folder)
+
+
+def test_digits_record_no_root_and_no_files():
+    from maevae.data import load_dataset
+    from maevae.runs.load import run_meta
+
+    meta = run_meta(load_dataset("digits"))
+    assert "data_root" not in meta and meta["data_files"] == []
+
+
+def test_cifar_records_its_six_batches(tmp_path, monkeypatch):
+    from maevae.data import cifar, load_dataset
+    from maevae.data.provenance import describe_files
+
+    folder = tmp_path / cifar.FOLDER
+    folder.mkdir()
+    names = [*cifar.TRAIN_BATCHES, cifar.TEST_BATCH]
+    for i, n in enumerate(names):
+        (folder / n).write_bytes(bytes([i]) * (i + 1))
+    x = np.zeros((10, 3, 32, 32), np.uint8)
+    y = np.zeros(10, np.int64)
+    monkeypatch.setattr(cifar, "load_cifar10_arrays", lambda root, download: (x, y, x, y))
+    data = load_dataset("cifar10", tmp_path, n_val=2)
+    assert describe_files(data) == [
+        {"path": f"{cifar.FOLDER}/{n}", "size": i + 1,
+         "sha256": hashlib.sha256(bytes([i]) * (i + 1)).hexdigest()}
+        for i, n in enumerate(names)]
+
+
+def test_omniglot_records_chardata_or_the_zips_not_the_cache(tmp_path, monkeypatch):
+    from maevae.data import load_dataset, omniglot
+    from maevae.data.provenance import describe_files
+
+    mat = tmp_path / "omniglot" / "chardata.mat"
+    mat.parent.mkdir()
+    mat.write_bytes(b"mat")
+    x, y = np.zeros((10, 1, 28, 28), np.uint8), np.zeros(10, np.int64)
+    monkeypatch.setattr(omniglot, "read_chardata_mat", lambda path, fortran: {
+        "train_x": x, "train_y": y, "test_x": x, "test_y": y})
+    data = load_dataset("omniglot", tmp_path, n_val=2)
+    assert describe_files(data) == [{"path": "omniglot/chardata.mat", "size": 3,
+                                     "sha256": hashlib.sha256(b"mat").hexdigest()}]
+    mat.unlink()
+    arrays = {"images": x, "alphabet": y, "character": np.arange(10) % 2, "drawing": y}
+    monkeypatch.setattr(omniglot, "load_omniglot_zip_arrays",
+                        lambda folder, download, cache_dir: (arrays, "loaded from cache"))
+    data = load_dataset("omniglot", tmp_path, n_val=2)
+    assert data.files == [tmp_path / "omniglot-py" / n for n in omniglot.ZIP_NAMES]

@@ -86,7 +86,14 @@ def load_dataset(name: str, root: str | Path | None = None, *, split: str = "mae
     if key not in registry.DATASETS:
         raise DataError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
     _check_options(key, options)
-    return _LOADERS[key](key, root, split, seed, download, n_val, options)
+    from maevae.data.download import missing_folders, remove_empty
+
+    created = missing_folders(resolve_data_root(None if root is None else str(root)))
+    try:
+        return _LOADERS[key](key, root, split, seed, download, n_val, options)
+    except BaseException:
+        remove_empty(created)  # e.g. the default cache made for a download that failed
+        raise
 
 
 # One loader per dataset: (key, root, split, seed, download, n_val, options) -> ImageSplits.
