@@ -70,19 +70,26 @@ def _train(root: Path, run: Path, *extra: str) -> None:
           "--out", str(run), "--no-progress", *SETS, *extra])
 
 
-def test_a_run_remembers_its_data_root(env, tmp_path, monkeypatch, capsys):
-    root, run = env, tmp_path / "run"
+def _interrupted(monkeypatch, at_step: int, argv: list[str], capsys) -> str:
+    """Run ``maevae argv`` as if Ctrl-C arrived during step ``at_step``; the hint printed."""
     real = Trainer._signal_at_boundary
 
-    def interrupt_at_step_2(self):  # as if Ctrl-C arrived during step 2
-        return signal.SIGINT if self.counters.step == 2 else real(self)
+    def interrupt(self):
+        return signal.SIGINT if self.counters.step == at_step else real(self)
 
-    monkeypatch.setattr(Trainer, "_signal_at_boundary", interrupt_at_step_2)
+    monkeypatch.setattr(Trainer, "_signal_at_boundary", interrupt)
     with pytest.raises(SystemExit) as e:
-        _train(root, run)
+        main(argv)
+    monkeypatch.setattr(Trainer, "_signal_at_boundary", real)
     assert e.value.code == 130
-    monkeypatch.undo()  # (undoes the env fixture too: isolate again)
-    _isolate(monkeypatch, tmp_path)
+    return capsys.readouterr().err.split("continue with `")[1].split("`")[0]
+
+
+def test_a_run_remembers_its_data_root(env, tmp_path, monkeypatch, capsys):
+    root, run = env, tmp_path / "run"
+    hint = _interrupted(monkeypatch, 2, ["train", "tiny/test", "--dataset", "fashion_mnist",
+                                         "--data-root", str(root), "--out", str(run),
+                                         "--no-progress", *SETS], capsys)
 
     meta = json.loads((run / "run.json").read_text())
     assert meta["data_root"] == str(root.absolute()) and Path(meta["data_root"]).is_absolute()
@@ -92,7 +99,6 @@ def test_a_run_remembers_its_data_root(env, tmp_path, monkeypatch, capsys):
          "sha256": hashlib.sha256((raw / f).read_bytes()).hexdigest()} for f in FILES]
 
     # the printed hint is the command, word for word: it works without --data-root
-    hint = capsys.readouterr().err.split("continue with `")[1].split("`")[0]
     assert hint == f"maevae train --resume {run}"
     main([*shlex.split(hint)[1:], "--no-progress"])
     out = capsys.readouterr()
@@ -106,6 +112,25 @@ def test_a_run_remembers_its_data_root(env, tmp_path, monkeypatch, capsys):
     assert (run / "samples.png").is_file() and (run / "reconstructions.png").is_file()
     assert "warning" not in capsys.readouterr().err
     assert not list(tmp_path.glob("*/**/maevae"))  # no default data cache was made
+
+
+def test_a_run_written_before_roots_were_recorded_works_as_before(env, tmp_path, monkeypatch,
+                                                                   capsys):
+    root, run = env, tmp_path / "run"
+    _interrupted(monkeypatch, 2, ["train", "tiny/test", "--dataset", "fashion_mnist",
+                                  "--data-root", str(root), "--out", str(run), "--no-progress",
+                                  *SETS], capsys)
+    meta = json.loads((run / "run.json").read_text())
+    del meta["data_root"], meta["data_files"]  # what older versions wrote
+    (run / "run.json").write_text(json.dumps(meta))
+    hint = _interrupted(monkeypatch, 3, ["train", "--resume", str(run), "--data-root",
+                                         str(root), "--no-progress"], capsys)
+    assert hint == f"maevae train --resume {run} --data-root {root}"  # it needs the root
+    monkeypatch.setenv("MAEVAE_DATA", str(root))  # no root recorded: $MAEVAE_DATA, as before
+    main(["train", "--resume", str(run), "--no-progress"])
+    assert "training stopped after" in capsys.readouterr().out
+    _eval(run)
+    assert json.loads((run / "eval.json").read_text())["nll_images"] == 2
 
 
 @pytest.fixture
