@@ -273,3 +273,15 @@ def test_omniglot_records_chardata_or_the_zips_not_the_cache(tmp_path, monkeypat
                         lambda folder, download, cache_dir: (arrays, "loaded from cache"))
     data = load_dataset("omniglot", tmp_path, n_val=2)
     assert data.files == [tmp_path / "omniglot-py" / n for n in omniglot.ZIP_NAMES]
+
+
+def test_a_deleted_default_cache_is_not_an_error(trained, tmp_path, monkeypatch, capsys):
+    """A run trained from the default cache that was deleted since: the cache is made and
+    filled again as for any run (here $MAEVAE_DATA holds the files), not refused."""
+    root, run = trained
+    meta = json.loads((run / "run.json").read_text())
+    meta["data_root"] = str(tmp_path / "cache" / "maevae")  # the (absent) default cache
+    (run / "run.json").write_text(json.dumps(meta))
+    monkeypatch.setenv("MAEVAE_DATA", str(root))
+    _eval(run)
+    assert "warning" not in capsys.readouterr().err

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from maevae.config import RunConfig, dump_yaml, from_dict
-from maevae.data import ImageSplits, load_dataset
+from maevae.data import ImageSplits, load_dataset, user_cache_dir
 from maevae.data.provenance import changed_files, describe_files
 from maevae.data.registry import loader_options
 from maevae.device import resolve_device
@@ -53,18 +53,24 @@ def load_run_config(run: RunDir) -> RunConfig:
                           "are not plain data); restore the run's config.yaml") from None
 
 
+_WARNED: set[str] = set()  # lines already printed by this process (eval --probes loads twice)
+
+
 def _warn(msg: str) -> None:
-    print(f"maevae: warning: {msg}", file=sys.stderr)
+    if msg not in _WARNED:
+        _WARNED.add(msg)
+        print(f"maevae: warning: {msg}", file=sys.stderr)
 
 
 def run_data_root(run: RunDir, data_root: str | None) -> str | None:
     """The data root for an existing run: ``data_root`` (``--data-root``) when given, else the
     root recorded in its run.json, else None (``$MAEVAE_DATA``, then the default cache: runs
-    written before roots were recorded). CheckpointError when the recorded root is gone."""
+    written before roots were recorded, and a recorded default cache that was deleted: it is
+    made and downloaded into again). CheckpointError when another recorded root is gone."""
     if data_root is not None and str(data_root).strip():
         return data_root
     recorded = run.meta().get("data_root")
-    if recorded is None:
+    if recorded is None or (not Path(recorded).is_dir() and Path(recorded) == user_cache_dir()):
         return None
     if not Path(recorded).is_dir():
         raise CheckpointError(f"the data root {recorded} recorded in {run.path / 'run.json'} "
