@@ -285,7 +285,8 @@ def cmd_train(args) -> None:
     from maevae.runs.budget import check_model_early, check_train  # before allocating
 
     check_model_early(cfg, device)
-    data = load_run_data(cfg, args.data_root)
+    data = load_run_data(cfg, args.data_root, run if args.resume else None,
+                         warn=None if dist.is_main else (lambda _msg: None))  # one rank warns
     check_train(cfg, data.image_shape, max(len(data.val_x), len(data.test_x)), device)
     # model, batch size and data are checked before the run directory is made: a mistake
     # there leaves nothing behind (and a signal until here ends the command, nothing written)

@@ -86,7 +86,14 @@ def load_dataset(name: str, root: str | Path | None = None, *, split: str = "mae
     if key not in registry.DATASETS:
         raise DataError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
     _check_options(key, options)
-    return _LOADERS[key](key, root, split, seed, download, n_val, options)
+    from maevae.data.download import missing_folders, remove_empty
+
+    created = missing_folders(resolve_data_root(None if root is None else str(root)))
+    try:
+        return _LOADERS[key](key, root, split, seed, download, n_val, options)
+    except BaseException:
+        remove_empty(created)  # e.g. the default cache made for a download that failed
+        raise
 
 
 # One loader per dataset: (key, root, split, seed, download, n_val, options) -> ImageSplits.
@@ -104,7 +111,7 @@ def _load_digits(key, root, split, seed, download, n_val, options) -> ImageSplit
 
 
 def _load_mnist_like(key, root, split, seed, download, n_val, options) -> ImageSplits:
-    from maevae.data.mnist import load_idx_pair
+    from maevae.data.mnist import idx_files, load_idx_pair
     from maevae.data.splits import split_indices
 
     data_root = _root_for(key, root, download)
@@ -120,7 +127,9 @@ def _load_mnist_like(key, root, split, seed, download, n_val, options) -> ImageS
            "authors": f"the MAE authors' split (last {len(va)} of np.random.seed(524287) "
                       "shuffle), seed not used"}[split]
     notes = [f"{label} from {data_root} ({check}); split={split}: {how}"]
-    return ImageSplits(key, x[tr], y[tr], x[va], y[va], tx, ty, notes).validate()
+    files = idx_files(data_root, key)
+    return ImageSplits(key, x[tr], y[tr], x[va], y[va], tx, ty, notes, data_root,
+                       files).validate()
 
 
 def _load_omniglot(key, root, split, seed, download, n_val, options) -> ImageSplits:
@@ -133,28 +142,34 @@ def _load_omniglot(key, root, split, seed, download, n_val, options) -> ImageSpl
 
 
 def _load_cifar10(key, root, split, seed, download, n_val, options) -> ImageSplits:
-    from maevae.data.cifar import load_cifar10_arrays, split_cifar
+    from maevae.data.cifar import batch_files, load_cifar10_arrays, split_cifar
 
     data_root = _root_for(key, root, download)
     x, y, tx, ty = load_cifar10_arrays(data_root, download=download)
     tr, va = split_cifar(len(x), split, seed, n_val)
     notes = [f"CIFAR-10 from {data_root}; seeded hold-out of {len(va)} (seed {seed})"]
-    return ImageSplits("cifar10", x[tr], y[tr], x[va], y[va], tx, ty, notes).validate()
+    return ImageSplits("cifar10", x[tr], y[tr], x[va], y[va], tx, ty, notes, data_root,
+                       batch_files(data_root)).validate()
 
 
 def _load_folder(key, root, split, seed, download, n_val, options) -> ImageSplits:
     from maevae.data.folder import load_folder
 
+    data_root = None  # an absolute data.path uses no root (config.yaml records the path)
     if options.get("path") is not None:
         p = Path(str(options["path"])).expanduser()
-        base = p if p.is_absolute() else _root_for(key, root, download) / p
+        if not p.is_absolute():
+            data_root = _root_for(key, root, download)
+        base = p if data_root is None else data_root / p
         if not base.is_dir():
             raise DataError(f"image folder {base} does not exist; fix data.path")
         options = {k: v for k, v in options.items() if k != "path"}
     else:
-        base = _root_for(key, root, download)
+        base = data_root = _root_for(key, root, download)
     _check_split(key, split)
-    return load_folder(base, seed=seed, n_val=n_val, **options).validate()
+    data = load_folder(base, seed=seed, n_val=n_val, **options)
+    data.root = data_root
+    return data.validate()
 
 
 _LOADERS: dict[str, Callable[..., ImageSplits]] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -22,6 +23,12 @@ class ImageSplits:
     Images are uint8 ``[N, C, H, W]`` (C = 1 grey, 3 colour) with intensity ``value / 255``;
     labels are int64 ``[N]`` or ``None`` when the dataset is unlabelled. ``notes`` are
     human-readable provenance lines for reports.
+
+    ``root`` is the data root the loader read from (absolute; ``None`` when it used none:
+    scikit-learn's digits, an image folder given by an absolute ``data.path``) and ``files``
+    every data file it read (absolute paths), for runs to record
+    (:mod:`maevae.data.provenance`). For an image folder ``folder`` is the folder and
+    ``files`` its images.
     """
 
     name: str
@@ -32,6 +39,9 @@ class ImageSplits:
     test_x: np.ndarray
     test_y: np.ndarray | None
     notes: list[str] = field(default_factory=list)
+    root: Path | None = None
+    files: list[Path] = field(default_factory=list)
+    folder: Path | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -190,6 +190,11 @@ def load_cifar10_arrays(root: str | Path, *, download: bool = True
     return train_x, train_y, test_x, test_y
 
 
+def batch_files(root: str | Path) -> list[Path]:
+    """The six batch files :func:`load_cifar10_arrays` reads, in its order."""
+    return [Path(root) / FOLDER / n for n in TRAIN_BATCHES + (TEST_BATCH,)]
+
+
 def split_cifar(n: int, split: str, seed: int, n_val: int | None) -> tuple[np.ndarray, np.ndarray]:
     if split != "mae":
         raise DataError(f"unknown split {split!r} for cifar10; allowed: mae")

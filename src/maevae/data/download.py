@@ -2,7 +2,8 @@
 
 Only ``http``/``https`` URLs are used. The file is streamed to a temporary file next to the
 destination, flushed and fsync'ed, checked, and only then renamed over ``dest``; an interrupted
-or failed download never leaves a half-written file under the final name.
+or failed download never leaves a half-written file under the final name, nor the empty
+folders it made for it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,26 @@ def file_digest(path: str | Path, algorithm: str = "md5") -> str:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def missing_folders(folder: str | Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first (what
+    ``mkdir(parents=True)`` would create)."""
+    out, p = [], Path(folder).absolute()
+    while not p.exists() and p != p.parent:
+        out.append(p)
+        p = p.parent
+    return out
+
+
+def remove_empty(folders: Sequence[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty: undoes a ``mkdir`` that a
+    failed download or load made, never touching a folder that holds anything."""
+    for d in folders:
+        try:
+            d.rmdir()
+        except OSError:  # not empty (or already gone, or not ours to remove): stop
+            return
 
 
 def _fetch(url: str, dest: Path, md5: str | None, sha256: str | None,
@@ -82,13 +103,26 @@ def download(urls: Sequence[str], dest: str | Path, md5: str | None = None, *,
     message raised when no mirror can be reached.
     """
     dest = Path(dest)
+    created = missing_folders(dest.parent)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        remove_empty(created)
         raise DataError(
             f"cannot create folder {dest.parent} for {dest.name}: {exc.strerror or exc}; "
             "pass a writable --data-root"
         ) from None
+    try:
+        return _download_to(urls, dest, md5, sha256, decompress_check, expected, timeout)
+    except BaseException:
+        remove_empty(created)  # a failed download leaves no empty folders behind
+        raise
+
+
+def _download_to(urls: Sequence[str], dest: Path, md5: str | None, sha256: str | None,
+                 decompress_check: Callable[[Path], None] | None,
+                 expected: Sequence[str] | None, timeout: float) -> Path:
+    """The mirror loop of :func:`download` (``dest``'s folder exists)."""
     failures: list[str] = []
     mismatches: list[str] = []
     for url in urls:

@@ -150,6 +150,14 @@ def _fetch_missing(v: _Variant, name: str, folder: Path, missing: list[str]) -> 
                   decompress_check=check, expected=expected)
 
 
+def idx_files(root: str | Path, name: str = "mnist") -> list[Path]:
+    """The four IDX files :func:`load_idx_pair` reads (plain before ``.gz``), train first;
+    call it after loading (every file is then there)."""
+    folder = raw_dir(root, name)
+    found = [_find(folder, s) for part in ("train", "test") for s in STEMS[part]]
+    return [p for p in found if p is not None]
+
+
 def load_idx_pair(root: str | Path, name: str = "mnist", *, download: bool = True
                   ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Return ``{"train": (images [N,1,28,28] uint8, labels [N] int64), "test": (...)}``."""

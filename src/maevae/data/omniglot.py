@@ -481,7 +481,7 @@ def load_omniglot(root: Path, *, source: str = "auto", split: str = "mae", seed:
         notes = [f"OMNIGLOT from Burda et al.'s chardata.mat ({mat_path}), {orientation} "
                  f"reshape, split={split} (n_val={len(va)})"]
         return ImageSplits("omniglot", d["train_x"][tr], d["train_y"][tr], d["train_x"][va],
-                           d["train_y"][va], d["test_x"], d["test_y"], notes)
+                           d["train_y"][va], d["test_x"], d["test_y"], notes, root, [mat_path])
     if fortran:
         raise DataError("fortran=True only applies to chardata.mat; the zip-built OMNIGLOT has "
                         "upright images: drop the omniglot fortran option")
@@ -501,4 +501,6 @@ def load_omniglot(root: Path, *, source: str = "auto", split: str = "mae", seed:
         f"test split (test_fraction={test_fraction}, seed {test_split_seed}); labels="
         f"{label or 'alphabet'}; split={split} (n_val={len(va)})",
     ]
-    return ImageSplits("omniglot", x[tr], ys[tr], x[va], ys[va], x[test], ys[test], notes)
+    zips = [folder / n for n in ZIP_NAMES]  # the source; the .npz cache is derived from them
+    return ImageSplits("omniglot", x[tr], ys[tr], x[va], ys[va], x[test], ys[test], notes,
+                       root, zips)

@@ -151,7 +151,7 @@ def evaluate_run(run_dir: str | Path, data_root: str | None, device: torch.devic
         raise ConfigError(f"nll_samples={k}: the number of importance samples K must be >= 1 "
                           "(eval.nll_samples)")
     precision = precision or cfg.eval.precision
-    data = load_run_data(cfg, data_root)
+    data = load_run_data(cfg, data_root, run)
     check_copies(cfg, data.image_shape, len(data.test_x), memory)  # before making them
     x_all, copies = evaluation_inputs(data.test_x, cfg.data, cfg.seed + 2)
     g = torch.Generator(device=device).manual_seed(cfg.seed + 3)

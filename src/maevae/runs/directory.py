@@ -3,7 +3,8 @@
 Layout of a run directory::
 
     config.yaml            the fully resolved config
-    run.json               format version, maevae version, image shape, data notes
+    run.json               format version, maevae version, image shape, data notes, the
+                           data root and the data files' sizes and sha256 (older runs: none)
     metrics.jsonl          one JSON object per logged step / epoch
     checkpoints/step-00000600/   model.safetensors, ema.safetensors, optim.safetensors,
                                  state.json (counters, schedule, sha256 of every file
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -50,6 +52,21 @@ class RunDir:
         self.best_dir = self.path / "best"
 
     # ----------------------------------------------------------------- creation / metadata
+    def resume_command(self, data_root: str | Path | None = None) -> str:
+        """The command that continues this run, as hints print it. A run that records its
+        data (run.json ``data_files``) needs nothing more; one written before runs did gets
+        ``--data-root`` too when ``data_root``, the root it is trained from now, is known."""
+        cmd = f"maevae train --resume {shlex.quote(str(self.path))}"
+        if data_root is not None:
+            try:
+                meta = json.loads((self.path / "run.json").read_text())
+                legacy = isinstance(meta, dict) and "data_files" not in meta
+            except (OSError, ValueError):
+                legacy = False
+            if legacy:
+                cmd += f" --data-root {shlex.quote(str(data_root))}"
+        return cmd
+
     def _is_interrupted_create(self) -> bool:
         """What a ``create`` killed before run.json was written leaves behind: such a folder
         holds no run yet and may be used again."""
@@ -82,7 +99,7 @@ class RunDir:
         if self.path.is_dir() and any(self.path.iterdir()) and not self._is_interrupted_create():
             raise CheckpointError(f"run directory {self.path} is not empty (it holds another run"
                                   "); choose a new --out, or continue it with "
-                                  f"`maevae train --resume {self.path}`")
+                                  f"`{self.resume_command()}`")
 
     def create(self, config_yaml: str, meta: dict) -> None:
         with signals.deferred():  # a signal waits until config.yaml and run.json are written
@@ -125,7 +142,8 @@ class RunDir:
                                   f"maevae (run format {version!r}, this version reads "
                                   f"{RUN_FORMAT_VERSION}); retrain or use a matching maevae")
         require(meta, "image_shape", "image_shape", "run.json", self.path)
-        for name, kind in (("dataset", "str"), ("data_notes", "str_list"), ("sizes", "list")):
+        for name, kind in (("dataset", "str"), ("data_notes", "str_list"), ("sizes", "list"),
+                           ("data_root", "str"), ("data_files", "file_records")):
             require(meta, name, kind, "run.json", self.path, default=None)
         return meta
 
@@ -227,7 +245,7 @@ class RunDir:
                 os.rename(old, final)  # keep the previous copy of this step
             raise CheckpointError(f"cannot write checkpoint in {self.ckpt_dir}: "
                                   f"{e.strerror or e}; free disk space or fix permissions, then "
-                                  f"resume with `maevae train --resume {self.path}`") from None
+                                  f"resume with `{self.resume_command()}`") from None
         if drop is not None and drop != final and drop.parent == self.ckpt_dir:
             shutil.rmtree(drop, ignore_errors=True)
         self._prune(keep, final)
@@ -377,8 +395,7 @@ class RunDir:
         meta_p, model_p = self.best_dir / "meta.json", self.best_dir / "model.safetensors"
         if not model_p.exists() or not meta_p.exists():
             raise CheckpointError(f"{self.path} has no trained model yet (best/ is missing); "
-                                  f"train it first or resume with `maevae train --resume "
-                                  f"{self.path}`")
+                                  f"train it first or resume with `{self.resume_command()}`")
         try:
             meta = read_signed_json(meta_p)
         except SignedJsonError:

@@ -5,20 +5,27 @@
 * :func:`load_run` — a trained run: its directory, config and best (EMA) model, as a
   :class:`Run`; :func:`load_run_config`, :func:`load_run_data` and
   :func:`load_trained_model` are its parts (``--resume`` needs the config and data only).
+
+An existing run reads its data from the root recorded in its run.json unless ``--data-root``
+overrides it (:func:`run_data_root`); runs written before roots were recorded fall back to
+``$MAEVAE_DATA`` and the default cache as before.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from maevae.config import RunConfig, dump_yaml, from_dict
-from maevae.data import ImageSplits, load_dataset
+from maevae.data import ImageSplits, load_dataset, user_cache_dir
+from maevae.data.provenance import changed_files, describe_files
 from maevae.data.registry import loader_options
 from maevae.device import resolve_device
-from maevae.errors import ConfigError
+from maevae.errors import CheckpointError, ConfigError
 from maevae.models.build import build_model
 from maevae.models.vae import VAE
 from maevae.runs.directory import RunDir
@@ -46,17 +53,55 @@ def load_run_config(run: RunDir) -> RunConfig:
                           "are not plain data); restore the run's config.yaml") from None
 
 
-def load_run_data(cfg: RunConfig, data_root: str | None) -> ImageSplits:
+_WARNED: set[str] = set()  # lines already printed by this process (eval --probes loads twice)
+
+
+def _warn(msg: str) -> None:
+    if msg not in _WARNED:
+        _WARNED.add(msg)
+        print(f"maevae: warning: {msg}", file=sys.stderr)
+
+
+def run_data_root(run: RunDir, data_root: str | None) -> str | None:
+    """The data root for an existing run: ``data_root`` (``--data-root``) when given, else the
+    root recorded in its run.json, else None (``$MAEVAE_DATA``, then the default cache: runs
+    written before roots were recorded, and a recorded default cache that was deleted: it is
+    made and downloaded into again). CheckpointError when another recorded root is gone."""
+    if data_root is not None and str(data_root).strip():
+        return data_root
+    recorded = run.meta().get("data_root")
+    if recorded is None or (not Path(recorded).is_dir() and Path(recorded) == user_cache_dir()):
+        return None
+    if not Path(recorded).is_dir():
+        raise CheckpointError(f"the data root {recorded} recorded in {run.path / 'run.json'} "
+                              "no longer exists; pass --data-root DIR with the run's dataset")
+    return recorded
+
+
+def load_run_data(cfg: RunConfig, data_root: str | None, run: RunDir | None = None,
+                  warn: Callable[[str], None] | None = None) -> ImageSplits:
     """The run's dataset: :class:`~maevae.config.DataConfig` -> ``load_dataset`` options
     (:func:`maevae.data.registry.loader_options`).
 
     Folder datasets are read as grey when the run binarises (the binary PixelCNN) and as RGB
     otherwise (the PixelCNN++ colour model; grey images are replicated to three channels).
+
+    With ``run`` (an existing run) the root is :func:`run_data_root`, and each data file that
+    differs from the one recorded in its run.json gives one ``warn`` line (default: stderr).
     """
     d = cfg.data
     opts = loader_options(d)
+    if run is not None:
+        data_root = run_data_root(run, data_root)
     data = load_dataset(d.name, data_root, split=d.split, seed=cfg.seed, n_val=d.n_val, **opts)
-    return data.require_nonempty()  # training and evaluation need every split
+    data.require_nonempty()  # training and evaluation need every split
+    recorded = run.meta().get("data_files") if run is not None else None
+    if recorded:
+        where = f" under {data.root}" if data.root is not None else ""
+        for line in changed_files(recorded, describe_files(data)):
+            (warn or _warn)(f"{line}{where}: it is not the data {run.path} was trained on, "
+                            "so results may differ from the run's")
+    return data
 
 
 def load_trained_model(run: RunDir, cfg: RunConfig, device: torch.device) -> tuple[VAE, dict]:
@@ -74,8 +119,12 @@ def load_trained_model(run: RunDir, cfg: RunConfig, device: torch.device) -> tup
 
 def run_meta(data: ImageSplits) -> dict:
     """The ``run.json`` fields that describe the data a run is trained on."""
-    return {"image_shape": list(data.image_shape), "dataset": data.name,
+    meta = {"image_shape": list(data.image_shape), "dataset": data.name,
             "data_notes": data.notes, "sizes": list(data.sizes())}
+    if data.root is not None:
+        meta["data_root"] = str(data.root.absolute())
+    meta["data_files"] = describe_files(data)  # paths relative to data_root, sha256, sizes
+    return meta
 
 
 def new_run(run: RunDir | str | Path, cfg: RunConfig, data: ImageSplits) -> RunDir:
@@ -103,7 +152,7 @@ class Run:
 
     def load_data(self, data_root: str | None = None) -> ImageSplits:
         """The run's dataset (see :func:`load_run_data`)."""
-        return load_run_data(self.config, data_root)
+        return load_run_data(self.config, data_root, self.dir)
 
 
 def load_run(path: str | Path, device: torch.device | str | None = None) -> Run:

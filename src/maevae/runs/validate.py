@@ -57,6 +57,17 @@ KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+def _file_records(v: Any) -> bool:
+    """A list of data-file records (:mod:`maevae.data.provenance`)."""
+    return isinstance(v, list) and all(
+        isinstance(r, dict) and isinstance(r.get("path"), str) and _int(r.get("size"))
+        and r["size"] >= 0 and isinstance(r.get("sha256"), str)
+        and len(r["sha256"]) == 64 for r in v)
+
+
+KINDS["file_records"] = (_file_records, "a list of {path, size, sha256} records")
+
+
 def _where(file: str | Path, run: str | Path | None) -> str:
     return f"{file} in {run}" if run is not None else str(file)
 

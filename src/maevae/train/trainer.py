@@ -390,7 +390,7 @@ class Trainer:
         barrier(self.dist)
         raise signals.Interrupted(
             f"interrupted by {signals.name(signum)} at step {self.counters.step}; a checkpoint "
-            f"was saved — continue with `maevae train --resume {self.run.path}`", signum)
+            f"was saved — continue with `{self.run.resume_command(self.data.root)}`", signum)
 
     def fit(self, stop_at_step: int | None = None) -> Counters:
         """Train until a stopping rule fires. ``stop_at_step`` simulates an interruption:
