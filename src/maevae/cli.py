@@ -314,7 +314,7 @@ def cmd_eval(args) -> None:
 
 def cmd_sample(args) -> None:
     from maevae.device import resolve_device
-    from maevae.evaluate.figures import save_image_grid
+    from maevae.evaluate.figures import save_sample_grid
     from maevae.evaluate.generate import sample_images
 
     if args.n < 1:
@@ -327,7 +327,12 @@ def cmd_sample(args) -> None:
     sample_budget(args.run_dir, args.n, resolve_device(args.device))
     t0 = time.time()
     x = sample_images(args.run_dir, resolve_device(args.device), args.n, args.seed)
-    save_image_grid(x.numpy(), out, nrow=int(max(1, round(args.n ** 0.5))))
+    from maevae.runs.directory import RunDir
+    from maevae.runs.load import load_run_config
+
+    run = RunDir(args.run_dir)
+    save_sample_grid(x.numpy(), out, run.path.resolve().name, load_run_config(run).data.name,
+                     args.seed, nrow=int(max(1, round(args.n ** 0.5))))
     dt = time.time() - t0
     print(f"wrote {out} ({args.n} samples in {dt:.1f} s, {args.n / dt:.1f} samples/s)")
 

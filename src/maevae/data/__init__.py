@@ -86,7 +86,10 @@ def load_dataset(name: str, root: str | Path | None = None, *, split: str = "mae
     if key not in registry.DATASETS:
         raise DataError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
     _check_options(key, options)
-    return _LOADERS[key](key, root, split, seed, download, n_val, options)
+    data = _LOADERS[key](key, root, split, seed, download, n_val, options)
+    if data.class_names is None and registry.DATASETS[key].class_names is not None:
+        data.class_names = list(registry.DATASETS[key].class_names)
+    return data
 
 
 # One loader per dataset: (key, root, split, seed, download, n_val, options) -> ImageSplits.

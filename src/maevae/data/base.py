@@ -21,7 +21,9 @@ class ImageSplits:
 
     Images are uint8 ``[N, C, H, W]`` (C = 1 grey, 3 colour) with intensity ``value / 255``;
     labels are int64 ``[N]`` or ``None`` when the dataset is unlabelled. ``notes`` are
-    human-readable provenance lines for reports.
+    human-readable provenance lines for reports. ``class_names[i]`` names label ``i``
+    (Fashion-MNIST's "T-shirt/top", a folder's class subfolders); ``None`` when the labels
+    are their own names (digits 0-9) or the dataset is unlabelled.
     """
 
     name: str
@@ -32,6 +34,7 @@ class ImageSplits:
     test_x: np.ndarray
     test_y: np.ndarray | None
     notes: list[str] = field(default_factory=list)
+    class_names: list[str] | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -245,4 +245,5 @@ def load_folder(folder: Path, *, seed: int = 524287, n_val: int | None = None,
             f"{', ...' if len(class_names) > 10 else ''})" if class_names else "unlabelled")
     notes = [f"image folder {folder}: {n} images, {desc}, {channels} channel(s), {h}x{w}; "
              f"seeded split test {n_test} / val {n_va} (seed {seed})"]
-    return ImageSplits("folder", x[tr], pick(tr), x[va], pick(va), x[te], pick(te), notes)
+    return ImageSplits("folder", x[tr], pick(tr), x[va], pick(va), x[te], pick(te), notes,
+                       class_names=list(class_names) if class_names else None)
