@@ -1,13 +1,26 @@
 """Figures and reports a reader can use without the source (issue #13): class names in the
-t-SNE legend, rounded numbers in titles, aligned reconstruction pairs, titled sample grids."""
+t-SNE legend, rounded numbers in titles, aligned reconstruction pairs, titled sample grids,
+`compare` that names runs by folder and dataset and warns when they differ, headings."""
+
+import json
+import re
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from maevae.config import dump_yaml, load_config
 from maevae.data import load_dataset
 from maevae.data.registry import DATASETS
+from maevae.digits_comparison import render_report
 from maevae.evaluate import figures as F
+from maevae.evaluate.compare import compare_runs
+from maevae.evaluate.report import (
+    render_comparison,
+    render_representation_tables,
+    render_run_report,
+)
+from maevae.runs.directory import RunDir
 
 
 @pytest.fixture
@@ -108,3 +121,89 @@ def test_datasets_know_their_class_names(tmp_path):
     d = load_dataset("folder", tmp_path)
     assert d.class_names == ["ant", "zebra"]  # label i = i-th sorted subfolder
     assert load_dataset("digits").class_names is None
+
+
+# ---- compare: names, the paper note, runs that cannot be compared --------------------------
+
+
+def _evaluated(path, preset, shape, dataset):
+    """A run directory with config.yaml, run.json and a small eval.json (no training)."""
+    cfg = load_config(preset)
+    run = RunDir(path)
+    run.create(dump_yaml(cfg), {"image_shape": shape, "dataset": cfg.data.name})
+    ev = {"nll": 20.5, "elbo": 22.0, "recon": 15.0, "kl": 7.0, "dataset": dataset,
+          "nll_samples": 8, "nll_images": 50}
+    (run.path / "eval.json").write_text(json.dumps(ev))
+    return run.path
+
+
+def test_compare_warns_when_runs_differ_in_dataset_and_image_size(tmp_path):
+    d = _evaluated(tmp_path / "dig", "tiny/digits_mae", [1, 8, 8], "digits")
+    m = _evaluated(tmp_path / "mn", "tiny/test", [1, 28, 28], "mnist")
+    md = compare_runs([d, m])
+    lines = md.splitlines()
+    warn = [ln for ln in lines if ln.startswith("**Warning:**")]
+    assert warn == ["**Warning:** these runs differ in dataset and image size (dig (digits): "
+                    "digits, 1x8x8; mn (MNIST): MNIST, 1x28x28), so their numbers (NLL in "
+                    "nats per image, accuracies) are not comparable across them"]
+    assert "| dig (digits) | 15.00 | 7.00 |" in md and "| mn (MNIST) | 15.00 | 7.00 |" in md
+    # neither run has a published row: no paper rows and no note about them
+    assert "(paper)" not in md and "Ma, Zhou & Hovy" not in md
+
+
+def test_compare_of_like_runs_has_no_warning(tmp_path):
+    a = _evaluated(tmp_path / "a", "tiny/digits_mae", [1, 8, 8], "digits")
+    b = _evaluated(tmp_path / "b", "tiny/digits_vlae", [1, 8, 8], "digits")
+    md = compare_runs([a, b])
+    assert "Warning" not in md and "| a (digits) |" in md and "| b (digits) |" in md
+
+
+def test_a_fashion_run_of_an_mnist_preset_is_named_by_its_dataset(tmp_path):
+    cfg = load_config("mnist/vlae", ["data.name=fashion_mnist"])
+    run = RunDir(tmp_path / "fash")
+    run.create(dump_yaml(cfg), {"image_shape": [1, 28, 28], "dataset": "fashion_mnist"})
+    (run.path / "eval.json").write_text(json.dumps({"nll": 240.0, "dataset": "fashion_mnist"}))
+    md = compare_runs([run.path])
+    assert "| fash (Fashion-MNIST) |" in md and "(paper)" not in md
+    assert "Ma, Zhou & Hovy" not in md
+
+
+# ---- report headings ------------------------------------------------------------------------
+
+
+def _repeated_headings(md: str) -> list[tuple[str, str]]:
+    """(parent, child) headings whose titles start with the same word (plural or not)."""
+    def stem(title: str) -> str:
+        return title.split()[0].lower().rstrip(",:").removesuffix("s")
+
+    stack: list[tuple[int, str]] = []
+    bad = []
+    for line in md.splitlines():
+        m = re.match(r"(#+) (.*)", line)
+        if not m:
+            continue
+        level, title = len(m.group(1)), m.group(2)
+        while stack and stack[-1][0] >= level:
+            stack.pop()
+        if stack and stem(stack[-1][1]) == stem(title):
+            bad.append((stack[-1][1], title))
+        stack.append((level, title))
+    return bad
+
+
+def test_report_headings_do_not_repeat_their_parents():
+    assert _repeated_headings("# A\n## Representations\n### Representation (x)\n") == [
+        ("Representations", "Representation (x)")]  # the checker finds the old bug
+    ev = {"nll": 1.0, "clustering": {"kmeans": {"10": {"acc_test": {"mean": 0.5}}}},
+          "probes": {"results": {"knn": {"100": {"acc_test": {"mean": 0.5}}}}}}
+    run_md = render_run_report("r", ev, {"t-SNE of the test codes": "tsne.png"}, ["a note"],
+                               paper_key="mnist/vlae")
+    section = render_representation_tables([("VLAE", ev), ("MAE", ev)], level=3)
+    stats = {k: 1.0 for k in ("nll", "elbo", "recon", "kl", "mpd", "std")}
+    res = {label: {**stats, "steps": 1, "seconds_train": 1, "seconds_eval": 1,
+                   "data_notes": ["digits"], "stat_images": 1, "stat_posterior_samples": 1,
+                   "nll_samples": 1, "nll_images": 1} for label in ("VLAE", "MAE")}
+    main_md = render_report(res, section, 1.0)
+    assert "## Representations" in main_md and "### K-means, KNN and linear probes" in main_md
+    for md in (run_md, render_comparison([("a", ev)], ["mnist/vlae"]), main_md):
+        assert _repeated_headings(md) == []

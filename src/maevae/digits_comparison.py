@@ -121,7 +121,8 @@ def render_report(results: dict, probe_md: str, seconds: float) -> str:
     for label, r in results.items():
         lines.append(f"| {label} | {r['steps']} | {r['seconds_train']} | {r['seconds_eval']} |")
     if probe_md:
-        lines += ["", "## Representations (the paper's Table 2 columns)", "", probe_md]
+        lines += ["", "## Representations (clustering, label-budget probes, latent diagnostics)",
+                  "", probe_md]
     lines += ["", "## Samples and reconstructions", ""]
     for label in results:
         d = label.lower()
