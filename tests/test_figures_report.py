@@ -9,12 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from maevae.cli import main
 from maevae.config import dump_yaml, load_config
 from maevae.data import load_dataset
 from maevae.data.registry import DATASETS
 from maevae.digits_comparison import render_report
+from maevae.errors import MaevaeError
 from maevae.evaluate import figures as F
 from maevae.evaluate.compare import compare_runs
+from maevae.evaluate.probe_options import fit_to_sizes
 from maevae.evaluate.report import (
     render_comparison,
     render_representation_tables,
@@ -207,3 +210,68 @@ def test_report_headings_do_not_repeat_their_parents():
     assert "## Representations" in main_md and "### K-means, KNN and linear probes" in main_md
     for md in (run_md, render_comparison([("a", ev)], ["mnist/vlae"]), main_md):
         assert _repeated_headings(md) == []
+
+
+# ---- defaults that fit small data -----------------------------------------------------------
+
+
+def test_default_budgets_and_ks_fit_the_pool_with_a_note():
+    plan = fit_to_sizes(None, None, (160, 20, 20))
+    assert plan.labels == [100, "all"] and plan.ks == [10, 20, 30]
+    assert plan.notes == ["label budget(s) 1000 dropped: the run has only 180 training codes "
+                          "(train+val split); probing with 100, all labels"]
+    plan = fit_to_sizes(None, None, (20, 5, 5), pool="train")
+    assert plan.labels == ["all"] and plan.ks == [10]
+    assert plan.notes[1] == ("K-means K=20, 30 dropped: the run has only 20 training codes "
+                             "(train split)")
+    assert fit_to_sizes(None, None, (60000, 0, 10000)).notes == []  # MNIST: nothing dropped
+    assert fit_to_sizes("100,180", [30], (160, 20, 20)).labels == [100, 180]  # = pool: fits
+
+
+@pytest.mark.parametrize("labels, ks, sizes, match", [
+    ("100,1000", None, (160, 20, 20), "--labels 1000: the run has only 180 training codes"),
+    (None, [200], (160, 20, 20), "K-means K=200 is larger than the 180 training codes"),
+    (None, None, (6, 1, 1), "only 1 test images"),
+    (None, None, (5, 2, 3), "K = 10, 20, 30 needs more"),
+])
+def test_explicit_options_that_do_not_fit_are_one_line_errors(labels, ks, sizes, match):
+    with pytest.raises(MaevaeError, match=re.escape(match)) as e:
+        fit_to_sizes(labels, ks, sizes)
+    assert "\n" not in str(e.value)
+
+
+def _folder_images(root, n=200):
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        d = root / ("ab"[i % 2])
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(d / f"{i:03d}.png")
+
+
+def test_eval_probes_on_a_200_image_folder(tmp_path, capsys, monkeypatch):
+    import maevae.evaluate.nll as nll
+
+    images, run = tmp_path / "imgs", tmp_path / "run"
+    _folder_images(images)
+    main(["train", "tiny/test", "--out", str(run), "--dataset", "folder", "--data-root",
+          str(images), "--no-progress", "--set", "train.num_threads=1"])
+    assert json.loads((run / "run.json").read_text())["sizes"] == [160, 20, 20]
+    capsys.readouterr()
+    # an explicit budget above the 180 labelled codes: one line, before the likelihood pass
+    monkeypatch.setattr(nll, "evaluate_run", lambda *a, **k: pytest.fail("NLL pass started"))
+    with pytest.raises(SystemExit) as e:
+        main(["eval", str(run), "--probes", "--labels", "1000", "--no-progress"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == (
+        "maevae: error: --labels 1000: the run has only 180 training codes (train+val "
+        "split); use budgets up to 180, or 'all'\n")
+    monkeypatch.undo()
+    # the default budgets: 1000 is dropped with a note, the rest runs
+    main(["eval", str(run), "--probes", "--runs", "1", "--no-figures", "--no-progress",
+          "--nll-samples", "2"])
+    out = capsys.readouterr().out
+    assert ("note: label budget(s) 1000 dropped: the run has only 180 training codes "
+            "(train+val split); probing with 100, all labels") in out
+    ev = json.loads((run / "eval.json").read_text())
+    assert sorted(ev["probes"]["results"]["knn"]) == ["100", "all"]
+    assert ev["probe_settings"]["labels"] == ["100", "all"]

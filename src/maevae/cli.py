@@ -111,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latent", default="mu", choices=["mu", "mean50", "sample"],
                    help="latent code for the probes (default mu)")
     p.add_argument("--runs", type=int, default=5, help="seeds / label draws for the probes")
-    p.add_argument("--labels", default="100,1000,all", help="label budgets, e.g. 100,1000,all")
+    p.add_argument("--labels", default=None,
+                   help="label budgets, e.g. 100,1000,all (default: those of 100,1000,all "
+                        "that are smaller than the training set)")
     p.add_argument("--uniform-labels", action="store_true",
                    help="draw labelled subsets uniformly instead of class-balanced")
     p.add_argument("--no-figures", action="store_true", help="skip the probe figures")
@@ -300,8 +302,11 @@ def cmd_eval(args) -> None:
     if args.probes:  # bad probe options fail before the (long) likelihood evaluation
         from maevae.evaluate.probe_options import validate_probe_args
         from maevae.evaluate.representation import run_probes
+        from maevae.runs.directory import RunDir
 
-        validate_probe_args(args.latent, args.runs, args.labels)
+        # the split sizes in run.json: budgets that do not fit fail here, not after the NLL
+        validate_probe_args(args.latent, args.runs, args.labels,
+                            sizes=RunDir(args.run_dir).meta().get("sizes"))
     out = evaluate_run(args.run_dir, args.data_root, device, args.nll_samples, args.precision,
                        args.max_images, progress=not args.no_progress, compile=args.compile)
     if args.probes:
