@@ -255,7 +255,8 @@ def test_eval_probes_on_a_200_image_folder(tmp_path, capsys, monkeypatch):
     _folder_images(images)
     main(["train", "tiny/test", "--out", str(run), "--dataset", "folder", "--data-root",
           str(images), "--no-progress", "--set", "train.num_threads=1"])
-    assert json.loads((run / "run.json").read_text())["sizes"] == [160, 20, 20]
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["sizes"] == [160, 20, 20] and meta["labelled"] is True
     capsys.readouterr()
     # an explicit budget above the 180 labelled codes: one line, before the likelihood pass
     monkeypatch.setattr(nll, "evaluate_run", lambda *a, **k: pytest.fail("NLL pass started"))
@@ -275,3 +276,20 @@ def test_eval_probes_on_a_200_image_folder(tmp_path, capsys, monkeypatch):
     ev = json.loads((run / "eval.json").read_text())
     assert sorted(ev["probes"]["results"]["knn"]) == ["100", "all"]
     assert ev["probe_settings"]["labels"] == ["100", "all"]
+    assert ("- Small data: label budget(s) 1000 dropped: the run has only 180 training codes "
+            "(train+val split); probing with 100, all labels.") in (run / "report.md").read_text()
+
+
+def test_eval_probes_on_an_unlabelled_run_fails_before_the_likelihood_pass(
+        tmp_path, capsys, monkeypatch):
+    import maevae.evaluate.nll as nll
+
+    run = RunDir(tmp_path / "flat")
+    run.create(dump_yaml(load_config("tiny/test")),
+               {"image_shape": [1, 8, 8], "sizes": [160, 20, 20], "labelled": False})
+    monkeypatch.setattr(nll, "evaluate_run", lambda *a, **k: pytest.fail("NLL pass started"))
+    with pytest.raises(SystemExit) as e:
+        main(["eval", str(run.path), "--probes", "--no-progress"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1
+    assert err.startswith("maevae: error: the run's dataset has no labels")

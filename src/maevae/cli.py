@@ -304,9 +304,10 @@ def cmd_eval(args) -> None:
         from maevae.evaluate.representation import run_probes
         from maevae.runs.directory import RunDir
 
-        # the split sizes in run.json: budgets that do not fit fail here, not after the NLL
-        validate_probe_args(args.latent, args.runs, args.labels,
-                            sizes=RunDir(args.run_dir).meta().get("sizes"))
+        # run.json's split sizes and labels: what does not fit fails here, not after the NLL
+        meta = RunDir(args.run_dir).meta()
+        validate_probe_args(args.latent, args.runs, args.labels, sizes=meta.get("sizes"),
+                            labelled=meta.get("labelled"))
     out = evaluate_run(args.run_dir, args.data_root, device, args.nll_samples, args.precision,
                        args.max_images, progress=not args.no_progress, compile=args.compile)
     if args.probes:

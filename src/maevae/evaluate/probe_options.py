@@ -126,16 +126,22 @@ def parse_label_budgets(labels) -> list:
 
 def validate_probe_args(latent: str = "mu", runs: int = 5, labels=None,
                         ks: Sequence[int] | None = None,
-                        sizes: Sequence[int] | None = None, pool: str = "train+val"):
+                        sizes: Sequence[int] | None = None, pool: str = "train+val",
+                        labelled: bool | None = None):
     """Check the probe options without touching the model or the data.
 
     For command lines: call it before any long evaluation so that ``--labels 0``,
     ``--runs 0`` or ``--labels 1000`` on a 200-image dataset fails at once with a one-line
     :class:`MaevaeError`. Without ``sizes`` it returns the parsed label budgets (the
     defaults for ``labels=None``); with the run's (train, val, test) ``sizes`` it returns
-    the :class:`ProbePlan` of :func:`fit_to_sizes`.
+    the :class:`ProbePlan` of :func:`fit_to_sizes`. ``labelled=False`` (``run.json``
+    "labelled") is an error: the suite needs labels.
     """
     check_suite_args(latent, runs, DEFAULT_KS if ks is None else ks)
+    if labelled is False:
+        raise MaevaeError("the run's dataset has no labels (an image folder without class "
+                          "subfolders): clustering accuracy and the probes need labels; drop "
+                          "--probes, or train on a folder with one subfolder per class")
     if sizes is None:
         return parse_label_budgets(DEFAULT_LABELS if labels is None else labels)
     return fit_to_sizes(labels, ks, sizes, pool)

@@ -272,7 +272,7 @@ def run_probes(
                     "ks": ks, "pool": pool, "n_train_codes": n_pool, "n_test_codes": n_test,
                     "seed": int(seed), "n_init": int(n_init), "codes_file": info["file"],
                     "model_sha256": best.get("sha256"), "model_step": best.get("step"),
-                    "model_epoch": best.get("epoch")}
+                    "model_epoch": best.get("epoch"), "defaults_dropped": plan.notes}
         ev = read_results(eval_path, missing_ok=True)
         if ev.dataset is None:
             ev.dataset = data.name

@@ -106,6 +106,7 @@ def run_report(run, cfg, ev: dict, figs: dict[str, str], best: dict) -> str:
         f"{d.get('images')} test images; it cannot exceed log N = "
         f"{d.get('mutual_information_bound', float('nan')):.2f} nats.",
     ]
+    notes += [f"Small data: {n}." for n in st.get("defaults_dropped", [])]
     text = render_run_report(run.path.name, ev,
                              {FIGURE_CAPTIONS[k]: v for k, v in figs.items()}, notes,
                              paper_key=paper_key_for(cfg))

@@ -75,7 +75,8 @@ def load_trained_model(run: RunDir, cfg: RunConfig, device: torch.device) -> tup
 def run_meta(data: ImageSplits) -> dict:
     """The ``run.json`` fields that describe the data a run is trained on."""
     return {"image_shape": list(data.image_shape), "dataset": data.name,
-            "data_notes": data.notes, "sizes": list(data.sizes())}
+            "data_notes": data.notes, "sizes": list(data.sizes()),
+            "labelled": data.train_y is not None and data.test_y is not None}
 
 
 def new_run(run: RunDir | str | Path, cfg: RunConfig, data: ImageSplits) -> RunDir:
