@@ -198,7 +198,7 @@ def test_bad_label_budgets_are_one_line_errors(labels):
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"labels": "0"}, "at least 1"),
-    ({"labels": "100000"}, "exceeds the 1500"),
+    ({"labels": "100000"}, "--labels 100000: the run has only 1500 training codes"),
     ({"runs": 0}, "--runs 0"),
     ({"latent": "median"}, "--latent"),
     ({"ks": (10, 5000)}, "K=5000 is larger than the 1500 training codes"),

@@ -66,17 +66,17 @@ def test_compare_two_runs_with_paper_rows(tmp_path):
     vlae = make_evaluated(tmp_path / "vlae", "mnist/vlae", acc=0.5)
     md = compare_runs([mae.path, vlae.path])
     lines = md.splitlines()
-    row = "| mae | 70.00 | 12.00 | 90.00 | 14.00 | 82.00 | 80.50 |"
+    row = "| mae (MNIST) | 70.00 | 12.00 | 90.00 | 14.00 | 82.00 | 80.50 |"
     assert row in lines
     assert lines[lines.index(row) + 1] == (
         "| MAE (η = 1.0, γ = 0.5) (paper) | 67.40 | 11.54 | 79.71 | 12.69 | 78.94 | 77.98 |")
-    assert "| vlae | 70.00 | 12.00 | 90.00 | 14.00 | 82.00 | 80.50 |" in md
+    assert "| vlae (MNIST) | 70.00 | 12.00 | 90.00 | 14.00 | 82.00 | 80.50 |" in md
     assert "| VLAE (w.o. free bits) (paper) | 71.74 | 7.07 | 109.31 | 66.52 | 78.81 | 78.45 |" in md
     # Table 2 layout: ours in %, then the paper's row
-    assert "| mae | 91.2 | 91.2 | 91.2 | 91.2 | 91.2 | 91.2 | 91.2 | 91.2 | 91.2 |" in md
+    assert "| mae (MNIST) | 91.2 | 91.2 | 91.2 | 91.2 | 91.2 | 91.2 | 91.2 | 91.2 | 91.2 |" in md
     assert ("| MAE (η = 1.0, γ = 0.5) (paper) | 91.2 | 92.6 | 93.6 | 86.7 | 95.9 | 98.2 "
             "| 91.5 | 96.4 | 98.4 |") in md
-    assert "| mae | 91.2 ± 1.0 | 91.2 ± 1.0 | 91.2 ± 1.0 | 91.2 ± 1.0 |" in md
+    assert "| mae (MNIST) | 91.2 ± 1.0 | 91.2 ± 1.0 | 91.2 ± 1.0 | 91.2 ± 1.0 |" in md
     assert "published numbers of Ma, Zhou & Hovy" in md
     assert "## Runs" in md and "| mnist/mae_eta1.0_gamma0.5 |" in md and "| mnist/vlae |" in md
     assert "| 16 × 100 |" in md
@@ -95,7 +95,7 @@ def test_compare_cli_writes_markdown(tmp_path, capsys):
     out = tmp_path / "cmp.md"
     main(["compare", str(a.path), str(b.path), "--out", str(out)])
     text = out.read_text()
-    assert "(paper)" in text and "| a |" in text and "| b |" in text
+    assert "(paper)" in text and "| a (MNIST) |" in text and "| b (MNIST) |" in text
     assert text in capsys.readouterr().out
 
 
@@ -118,14 +118,14 @@ def test_probe_section_for_the_main_job(tmp_path):
     a = make_evaluated(tmp_path / "vlae", "tiny/digits_vlae", acc=0.6)
     b = make_evaluated(tmp_path / "mae", "tiny/digits_mae", acc=0.7)
     md = probe_section([a.path, b.path], level=3)
-    assert md.startswith("### Representation (paper Table 2 layout")
+    assert md.startswith("### K-means, KNN and linear probes (paper Table 2 layout")
     assert "| vlae | 60.0 | 60.0 | 60.0 |" in md and "| mae | 70.0 | 70.0 | 70.0 |" in md
     assert "### SVM probes" in md and "### Latent diagnostics" in md
     assert "| mae | 70.0 ± 0.0 | 70.0 ± 0.0 | 70.0 ± 0.0 | 0.500 | 0.400 |" in md
     assert "(paper)" not in md
     # (name, run_dir) pairs, as the main job passes them; default headings at level 3
     md = probe_section([("VLAE", a.path), ("MAE", str(b.path))])
-    assert md.startswith("### Representation") and "| VLAE | 60.0 |" in md
+    assert md.startswith("### K-means, KNN and linear probes") and "| VLAE | 60.0 |" in md
     assert "| MAE | 70.0 |" in md
     with pytest.raises(MaevaeError, match="one form"):
         probe_section([("VLAE", a.path), b.path])

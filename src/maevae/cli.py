@@ -128,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latent", default="mu", choices=["mu", "mean50", "sample"],
                    help="latent code for the probes (default mu)")
     p.add_argument("--runs", type=int, default=5, help="seeds / label draws for the probes")
-    p.add_argument("--labels", default="100,1000,all", help="label budgets, e.g. 100,1000,all")
+    p.add_argument("--labels", default=None,
+                   help="label budgets, e.g. 100,1000,all (default: those of 100,1000,all "
+                        "that are smaller than the training set)")
     p.add_argument("--uniform-labels", action="store_true",
                    help="draw labelled subsets uniformly instead of class-balanced")
     p.add_argument("--no-figures", action="store_true", help="skip the probe figures")
@@ -324,8 +326,12 @@ def cmd_eval(args) -> None:
     if args.probes:  # bad probe options fail before the (long) likelihood evaluation
         from maevae.evaluate.probe_options import validate_probe_args
         from maevae.evaluate.representation import run_probes
+        from maevae.runs.directory import RunDir
 
-        validate_probe_args(args.latent, args.runs, args.labels)
+        # run.json's split sizes and labels: what does not fit fails here, not after the NLL
+        meta = RunDir(args.run_dir).meta()
+        validate_probe_args(args.latent, args.runs, args.labels, sizes=meta.get("sizes"),
+                            labelled=meta.get("labelled"))
     out = evaluate_run(args.run_dir, args.data_root, device, args.nll_samples, args.precision,
                        args.max_images, progress=not args.no_progress, compile=args.compile)
     if args.probes:
@@ -338,7 +344,7 @@ def cmd_eval(args) -> None:
 
 def cmd_sample(args) -> None:
     from maevae.device import resolve_device
-    from maevae.evaluate.figures import save_image_grid
+    from maevae.evaluate.figures import save_sample_grid
     from maevae.evaluate.generate import sample_images
 
     if args.n < 1:
@@ -351,7 +357,12 @@ def cmd_sample(args) -> None:
     sample_budget(args.run_dir, args.n, resolve_device(args.device))
     t0 = time.time()
     x = sample_images(args.run_dir, resolve_device(args.device), args.n, args.seed)
-    save_image_grid(x.numpy(), out, nrow=int(max(1, round(args.n ** 0.5))))
+    from maevae.runs.directory import RunDir
+    from maevae.runs.load import load_run_config
+
+    run = RunDir(args.run_dir)
+    save_sample_grid(x.numpy(), out, run.path.resolve().name, load_run_config(run).data.name,
+                     args.seed, nrow=int(max(1, round(args.n ** 0.5))))
     dt = time.time() - t0
     print(f"wrote {out} ({args.n} samples in {dt:.1f} s, {args.n / dt:.1f} samples/s)")
 

@@ -30,7 +30,7 @@ COLUMNS = [("nll", "NLL (IS)"), ("elbo", "L_elbo"), ("recon", "RE"), ("kl", "KL"
 
 def _train_one(label: str, preset: str, out: Path, device: torch.device, progress: bool,
                log, figures: bool) -> dict:
-    from maevae.evaluate.figures import save_image_grid, save_reconstruction_grid
+    from maevae.evaluate.figures import save_reconstruction_grid, save_sample_grid
 
     cfg = load_config(preset)
     data = load_run_data(cfg, None)
@@ -45,7 +45,8 @@ def _train_one(label: str, preset: str, out: Path, device: torch.device, progres
     result = evaluate_run(run.path, None, device, progress=progress, log=log)
     if figures:  # otherwise the representation suite draws them (same file names)
         x = sample_images(run.path, device, 64, seed=0)
-        save_image_grid(x.numpy(), run.path / "samples.png", nrow=8)
+        save_sample_grid(x.numpy(), run.path / "samples.png", run.path.name, data.name, 0,
+                         nrow=8)
         orig, rec = reconstruct_images(run.path, None, device, 32)
         save_reconstruction_grid(orig.numpy(), rec.numpy(), run.path / "reconstructions.png")
     result["seconds_train"] = round(t_train, 1)
@@ -120,7 +121,8 @@ def render_report(results: dict, probe_md: str, seconds: float) -> str:
     for label, r in results.items():
         lines.append(f"| {label} | {r['steps']} | {r['seconds_train']} | {r['seconds_eval']} |")
     if probe_md:
-        lines += ["", "## Representations (the paper's Table 2 columns)", "", probe_md]
+        lines += ["", "## Representations (clustering, label-budget probes, latent diagnostics)",
+                  "", probe_md]
     lines += ["", "## Samples and reconstructions", ""]
     for label in results:
         d = label.lower()

@@ -90,10 +90,13 @@ def load_dataset(name: str, root: str | Path | None = None, *, split: str = "mae
 
     created = missing_folders(resolve_data_root(None if root is None else str(root)))
     try:
-        return _LOADERS[key](key, root, split, seed, download, n_val, options)
+        data = _LOADERS[key](key, root, split, seed, download, n_val, options)
     except BaseException:
         remove_empty(created)  # e.g. the default cache made for a download that failed
         raise
+    if data.class_names is None and registry.DATASETS[key].class_names is not None:
+        data.class_names = list(registry.DATASETS[key].class_names)
+    return data
 
 
 # One loader per dataset: (key, root, split, seed, download, n_val, options) -> ImageSplits.

@@ -29,6 +29,9 @@ class ImageSplits:
     every data file it read (absolute paths), for runs to record
     (:mod:`maevae.data.provenance`). For an image folder ``folder`` is the folder and
     ``files`` its images.
+    ``class_names[i]`` names label ``i`` (Fashion-MNIST's "T-shirt/top", a folder's class
+    subfolders); ``None`` when the labels are their own names (digits 0-9) or the dataset is
+    unlabelled.
     """
 
     name: str
@@ -42,6 +45,7 @@ class ImageSplits:
     root: Path | None = None
     files: list[Path] = field(default_factory=list)
     folder: Path | None = None
+    class_names: list[str] | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -246,4 +246,5 @@ def load_folder(folder: Path, *, seed: int = 524287, n_val: int | None = None,
     notes = [f"image folder {folder}: {n} images, {desc}, {channels} channel(s), {h}x{w}; "
              f"seeded split test {n_test} / val {n_va} (seed {seed})"]
     return ImageSplits("folder", x[tr], pick(tr), x[va], pick(va), x[te], pick(te), notes,
-                       files=list(files), folder=folder)
+                       files=list(files), folder=folder,
+                       class_names=list(class_names) if class_names else None)

@@ -66,6 +66,7 @@ class DatasetSpec:
     options: tuple[str, ...]  # load_dataset keyword options (beyond split/seed/n_val/...)
     config_fields: tuple[ConfigField, ...]  # DataConfig fields -> options (in this order)
     description: str  # one line: where it comes from
+    class_names: tuple[str, ...] | None = None  # label i's name; None: the label is its name
 
     @property
     def default_split(self) -> str:
@@ -87,7 +88,9 @@ _SPECS = (
     DatasetSpec("mnist", "MNIST", (1, 28, 28), _MNIST_SPLITS, True, (), (),
                 "MNIST/raw/ four IDX files (gz or plain), md5-verified, downloadable"),
     DatasetSpec("fashion_mnist", "Fashion-MNIST", (1, 28, 28), _MNIST_SPLITS, True, (), (),
-                "FashionMNIST/raw/ same layout, structure-verified, downloadable"),
+                "FashionMNIST/raw/ same layout, structure-verified, downloadable",
+                ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                 "Sneaker", "Bag", "Ankle boot")),
     DatasetSpec("digits", "digits", (1, 8, 8), ("mae",), False, (), (),
                 "scikit-learn's bundled 8x8 digits (no files, no root needed)"),
     DatasetSpec("omniglot", "OMNIGLOT", (1, 28, 28), _OMNIGLOT_SPLITS, True,
@@ -98,7 +101,9 @@ _SPECS = (
                 ("fortran",), (_FORTRAN,),
                 "Burda's chardata.mat only"),
     DatasetSpec("cifar10", "CIFAR-10", (3, 32, 32), ("mae",), True, (), (),
-                "cifar-10-batches-py/ python-pickle batches (restricted unpickler)"),
+                "cifar-10-batches-py/ python-pickle batches (restricted unpickler)",
+                ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                 "truck")),
     DatasetSpec("folder", "image folder", None, ("mae",), False,
                 ("path", "channels", "image_size", "test_fraction", "val_fraction"),
                 (ConfigField("binarize", "channels", _channels, always=True),

@@ -13,6 +13,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from maevae.data.registry import DATASETS
 from maevae.errors import MaevaeError
 from maevae.evaluate.paper_numbers import PAPER
 from maevae.evaluate.report import render_comparison, render_representation_tables
@@ -70,7 +71,9 @@ def _load_evaluated(run_dir) -> tuple:
     return run, cfg, read_results(path)
 
 
-def _names(runs: list, names: Sequence[str] | None) -> list[str]:
+def _names(runs: list, names: Sequence[str] | None, with_dataset: bool = False) -> list[str]:
+    """Row names: ``names``, else the run folders' names (their paths when two share a name),
+    followed by `` (dataset)`` when ``with_dataset``."""
     if names is not None:
         names = [str(n) for n in names]
         if len(names) != len(runs):
@@ -79,7 +82,38 @@ def _names(runs: list, names: Sequence[str] | None) -> list[str]:
     out = [r.path.name or str(r.path) for r, _, _ in runs]
     if len(set(out)) < len(out):  # same folder names under different parents
         out = [str(r.path) for r, _, _ in runs]
+    if with_dataset:
+        out = [f"{n} ({_dataset_label(cfg, ev)})" for n, (_, cfg, ev) in zip(out, runs)]
     return out
+
+
+def _dataset_label(cfg, ev) -> str:
+    """The dataset a run was trained on, as people write it (``Fashion-MNIST``, ``digits``)."""
+    name = ev.dataset or cfg.data.name
+    spec = DATASETS.get(name)
+    return spec.label if spec is not None else str(name)
+
+
+def _image_shape(run) -> str:
+    """``CxHxW`` from the run's run.json (``?`` when it does not say)."""
+    shape = run.meta().get("image_shape")
+    return "x".join(str(v) for v in shape) if isinstance(shape, list) and shape else "?"
+
+
+def data_mismatch_warning(loaded: list, labels: Sequence[str]) -> str | None:
+    """One line naming the runs when they differ in dataset or image size, else None.
+
+    Their NLLs (nats per image) are then not comparable: an 8x8 digit has 64 pixels, an
+    MNIST image 784.
+    """
+    facts = [(_dataset_label(cfg, ev), _image_shape(run)) for run, cfg, ev in loaded]
+    what = [w for w, i in (("dataset", 0), ("image size", 1))
+            if len({f[i] for f in facts}) > 1]
+    if not what:
+        return None
+    runs = "; ".join(f"{n}: {d}, {s}" for n, (d, s) in zip(labels, facts))
+    return (f"these runs differ in {' and '.join(what)} ({runs}), so their numbers (NLL in "
+            "nats per image, accuracies) are not comparable across them")
 
 
 def _split_named(run_dirs, names: Sequence[str] | None) -> tuple[list, list[str] | None]:
@@ -116,25 +150,30 @@ def compare_runs(run_dirs: Sequence, names: Sequence[str] | None = None) -> str:
 
     ``run_dirs``: run directories, or ``(name, run_dir)`` pairs. Tables 4, 2 and 5 and the
     latent diagnostics, one row per run (named by ``names``, the pairs' names, or the
-    folder name), each followed by the paper's published row for the run's preset when
-    there is one (:func:`paper_key_for`), labelled "(paper)"; then a table saying what
-    each row is (folder, config, dataset, training step, latent, runs, paper key).
+    folder name and dataset, e.g. ``mae (Fashion-MNIST)``), each followed by the paper's
+    published row for the run's preset when there is one (:func:`paper_key_for`), labelled
+    "(paper)"; then a table saying what each row is (folder, config name, dataset, image
+    size, training step, latent, runs, paper key). Runs that differ in dataset or image
+    size get a warning line naming them (:func:`data_mismatch_warning`).
     """
     run_dirs, names = _split_named(run_dirs, names)
     loaded = _load_many(run_dirs)
-    labels = _names(loaded, names)
+    labels = _names(loaded, names, with_dataset=True)
     keys = [paper_key_for(cfg) for _, cfg, _ in loaded]
+    warning = data_mismatch_warning(loaded, labels)
     text = render_comparison([(n, ev.to_dict()) for n, (_, _, ev) in zip(labels, loaded)],
-                             keys)
-    rows = ["| Model | run directory | config | dataset | best step | latent | probe runs | "
-            "NLL samples × images | paper row |", "|---|---|---|---|---:|---|---:|---|---|"]
+                             keys, warnings=[warning] if warning else [])
+    rows = ["| Model | run directory | config name | dataset | image size | best step | latent "
+            "| probe runs | NLL samples × images | paper row |",
+            "|---|---|---|---|---|---:|---|---:|---|---|"]
     for n, (run, cfg, ev), key in zip(labels, loaded, keys):
         st = ev.representation.probe_settings or {}
         lik = ev.likelihood
         nll = (f"{lik.nll_samples} × {lik.nll_images}" if lik.nll_samples is not None
                else "—")
-        rows.append(f"| {n} | {run.path} | {cfg.name} | {ev.dataset or cfg.data.name} | "
-                    f"{st.get('model_step', '—')} | {st.get('latent', '—')} | "
+        rows.append(f"| {n} | {run.path} | {cfg.name} | {_dataset_label(cfg, ev)} | "
+                    f"{_image_shape(run)} | {st.get('model_step', '—')} | "
+                    f"{st.get('latent', '—')} | "
                     f"{st.get('runs', '—')} | {nll} | {key or '—'} |")
     return text.rstrip() + "\n\n## Runs\n\n" + "\n".join(rows) + "\n"
 

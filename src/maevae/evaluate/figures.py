@@ -23,12 +23,16 @@ from sklearn.manifold import TSNE  # noqa: E402
 from maevae.errors import MaevaeError  # noqa: E402
 
 __all__ = [
+    "fmt_number",
     "grid_shape",
     "plot_kl_per_dim",
     "plot_training_curves",
     "plot_tsne",
+    "reconstruction_canvas",
+    "sample_grid_title",
     "save_image_grid",
     "save_reconstruction_grid",
+    "save_sample_grid",
 ]
 
 _DPI = 110
@@ -46,6 +50,15 @@ def _prepare_path(path) -> str:
     if parent:
         os.makedirs(parent, exist_ok=True)
     return path
+
+
+def fmt_number(x: float, digits: int = 1) -> str:
+    """``x`` for a figure title: rounded to ``digits`` decimals, an integer when whole.
+
+    ``fmt_number(19 / 3) == "6.3"``, ``fmt_number(40.0) == "40"``, ``fmt_number(6.96) == "7"``.
+    """
+    r = round(float(x), digits)
+    return str(int(r)) if r == int(r) else f"{r:.{digits}f}"
 
 
 def _save(fig, path) -> str:
@@ -68,6 +81,7 @@ def plot_tsne(
     max_points: int = 5000,
     title: str = "t-SNE of latent codes",
     n_iter: int = 1000,
+    class_names: Sequence[str] | None = None,
 ) -> str:
     """Scatter the 2-D t-SNE embedding of ``codes`` [N, D], coloured by ``labels`` [N].
 
@@ -76,7 +90,8 @@ def plot_tsne(
     ``seed``) because Barnes-Hut t-SNE of 70k points takes many minutes on CPU (about 20 s
     for 1,000 points and 36 s for 5,000 on 2 cores; ``n_iter`` >= 250 trades quality for
     time). ``perplexity`` is lowered to (n - 1) / 3 for very small inputs, where
-    scikit-learn would refuse it.
+    scikit-learn would refuse it. ``class_names[i]`` is the legend entry of label ``i``
+    (e.g. Fashion-MNIST's "T-shirt/top"); without it the legend shows the label values.
     """
     codes = _to_numpy(codes).astype(np.float64)
     labels = _to_numpy(labels)
@@ -102,14 +117,22 @@ def plot_tsne(
     fig, ax = plt.subplots(figsize=(7.5, 6.5))
     for i, c in enumerate(classes):
         sel = labels == c
-        ax.scatter(emb[sel, 0], emb[sel, 1], s=4, alpha=0.7, color=cmap(i % cmap.N), label=str(c))
-    ax.set_title(f"{title} ({n} points, perplexity {perp:g})")
+        ax.scatter(emb[sel, 0], emb[sel, 1], s=4, alpha=0.7, color=cmap(i % cmap.N),
+                   label=_class_label(c, class_names))
+    ax.set_title(f"{title} ({n} points, perplexity {fmt_number(perp)})")
     ax.set_xlabel("t-SNE dimension 1")
     ax.set_ylabel("t-SNE dimension 2")
     if classes.size <= 40:
-        ax.legend(title="label", markerscale=4, fontsize=8, loc="center left",
-                  bbox_to_anchor=(1.0, 0.5), frameon=False)
+        ax.legend(title="class" if class_names else "label", markerscale=4, fontsize=8,
+                  loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     return _save(fig, path)
+
+
+def _class_label(c, class_names: Sequence[str] | None) -> str:
+    """``class_names[c]`` for an integer label inside the list, else ``str(c)``."""
+    if class_names and isinstance(c, (int, np.integer)) and 0 <= int(c) < len(class_names):
+        return str(class_names[int(c)])
+    return str(c)
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,6 +222,58 @@ def save_image_grid(
     return path
 
 
+def sample_grid_title(run_name: str, dataset: str, n: int, seed: int | None) -> str:
+    """The title of a grid of prior samples: which run, which dataset, how many, which seed."""
+    seed_text = "" if seed is None else f", seed {seed}"
+    return f"{run_name} ({dataset}): {n} samples from the prior{seed_text}"
+
+
+def save_sample_grid(images, path, run_name: str, dataset: str, seed: int | None,
+                     nrow: int | None = None, scale: int | None = None) -> str:
+    """:func:`save_image_grid` of prior samples under :func:`sample_grid_title`.
+
+    ``nrow`` defaults to ``ceil(sqrt(N))`` images per row (a square-ish grid).
+    """
+    images = _check_images(images)
+    n = images.shape[0]
+    nrow = max(1, math.ceil(math.sqrt(n))) if nrow is None else nrow
+    return save_image_grid(images, path, nrow=nrow, scale=scale,
+                           title=sample_grid_title(run_name, dataset, n, seed))
+
+
+def reconstruction_canvas(originals: np.ndarray, recons: Sequence[np.ndarray],
+                          pairs_per_row: int, scale: int, pad: int = 1, gap: int = 7,
+                          pad_value: float = 0.5, background: float = 1.0) -> np.ndarray:
+    """[N, C, H, W] originals and their reconstructions -> one [H_grid, W_grid, C] canvas.
+
+    Image ``i`` and its ``len(recons)`` reconstructions form one group of ``cols = 1 +
+    len(recons)`` tiles of ``H*scale`` x ``W*scale``, side by side with ``pad``-pixel
+    ``pad_value`` lines between and around them. Groups fill rows of ``g = min(pairs_per_row,
+    N)``, ``gap`` ``background`` pixels apart; group ``i`` (row ``r, j = divmod(i, g)``) has
+    its tile ``t`` at ``y = pad + r * (H*scale + pad)``, ``x = pad + j * (cols * (W*scale +
+    pad) + gap) + t * (W*scale + pad)``, so every group lines up with the groups above it,
+    also in a last row that is not full (its empty places are ``background``).
+    """
+    n, c, h, w = originals.shape
+    cols = 1 + len(recons)
+    groups = max(1, min(int(pairs_per_row), n))
+    rows = math.ceil(n / groups)
+    hs, ws = h * scale, w * scale
+    block_w = cols * (ws + pad)  # one group's tiles and the pad line after each
+    canvas = np.full((pad + rows * (hs + pad), pad + groups * block_w + (groups - 1) * gap, c),
+                     background, dtype=np.float64)
+    tiles = [originals, *recons]
+    for i in range(n):
+        r, j = divmod(i, groups)
+        y0, x0 = pad + r * (hs + pad), pad + j * (block_w + gap)
+        canvas[y0 - pad:y0 + hs + pad, x0 - pad:x0 + block_w, :] = pad_value
+        for t, arr in enumerate(tiles):
+            x = x0 + t * (ws + pad)
+            up = arr[i].repeat(scale, axis=1).repeat(scale, axis=2)  # [C, H*s, W*s]
+            canvas[y0:y0 + hs, x:x + ws, :] = up.transpose(1, 2, 0)
+    return canvas
+
+
 def save_reconstruction_grid(
     originals,
     recons,
@@ -211,8 +286,9 @@ def save_reconstruction_grid(
 
     ``originals`` [N, C, H, W]; ``recons`` the same shape, or a dict {model name: array} to
     show several reconstructions per original (e.g. {"MAE": ..., "VLAE": ...}). The first
-    ``max_images`` originals are laid out in ``pairs_per_row`` column groups; each group's
-    columns are titled "original" and the model name(s).
+    ``max_images`` originals are laid out ``pairs_per_row`` groups to a row
+    (:func:`reconstruction_canvas`, groups 1/8 of a tile apart); the columns of the top row
+    are titled "original" and the model name(s).
     """
     originals = _check_images(originals, "originals")
     if isinstance(recons, Mapping):
@@ -227,41 +303,33 @@ def save_reconstruction_grid(
                 f"reconstructions {name!r} have shape {rec.shape} but originals have "
                 f"{originals.shape}: pass one reconstruction per original"
             )
+    if int(pairs_per_row) < 1:
+        raise MaevaeError(f"reconstruction grid needs pairs_per_row >= 1, got {pairs_per_row}")
     n = min(originals.shape[0], int(max_images))
-    groups = max(1, min(int(pairs_per_row), n))
-    per_group = math.ceil(n / groups)
-    cols = 1 + len(named)
     _, c, h, w = originals.shape
     scale = _default_scale(h, w)
-    fig_w = min(24.0, 0.9 * groups * cols + 1.0)
-    fig_h = min(24.0, 0.9 * per_group + 1.2)
-    fig, axes = plt.subplots(1, groups, figsize=(fig_w, fig_h), squeeze=False,
-                             layout="constrained")
+    ws, cols = w * scale, 1 + len(named)
+    gap = max(2, ws // 8)
+    canvas = reconstruction_canvas(originals[:n], [rec[:n] for _, rec in named],
+                                   int(pairs_per_row), scale, pad=1, gap=gap)
+    gh, gw = canvas.shape[:2]
+    fig = plt.figure(figsize=(gw / _DPI, gh / _DPI))  # one canvas pixel per PNG pixel
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+    if c == 1:
+        ax.imshow(canvas[:, :, 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    else:
+        ax.imshow(canvas, interpolation="nearest")
+    groups = max(1, min(int(pairs_per_row), n))
     col_names = ["original"] + [name for name, _ in named]
-    for g in range(groups):
-        ax = axes[0, g]
-        sel = list(range(g * per_group, min(n, (g + 1) * per_group)))
-        ax.set_axis_off()
-        if not sel:
-            continue
-        stack = []  # rows of [original, recon_1, ...]
-        for i in sel:
-            stack.append(originals[i])
-            stack.extend(rec[i] for _, rec in named)
-        canvas = _tile(np.stack(stack), cols, scale, 1, 0.5)
-        if c == 1:
-            ax.imshow(canvas[:, :, 0], cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-        else:
-            ax.imshow(canvas, interpolation="nearest")
-        ax.set_axis_on()
-        ax.set_yticks([])
-        ax.xaxis.tick_top()
-        centres = [1 + j * (w * scale + 1) + w * scale / 2 for j in range(cols)]
-        ax.set_xticks(centres, col_names, rotation=90 if cols > 2 else 0, fontsize=7)
-        ax.tick_params(axis="x", length=0)
-        for s in ax.spines.values():
-            s.set_visible(False)
-    fig.suptitle(title)
+    centres = [1 + j * (cols * (ws + 1) + gap) + t * (ws + 1) + ws / 2 - 0.5
+               for j in range(groups) for t in range(cols)]
+    ax.set_yticks([])
+    ax.xaxis.tick_top()
+    ax.set_xticks(centres, col_names * groups, rotation=90, fontsize=7)  # 56-px tiles
+    ax.tick_params(axis="x", length=0)
+    for s in ax.spines.values():
+        s.set_visible(False)
+    ax.set_title(title)
     return _save(fig, path)
 
 

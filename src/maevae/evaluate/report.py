@@ -260,7 +260,7 @@ def render_run_report(
                        "test images binarised anew on every pass")
     if details:
         out += ["; ".join(details) + ".", ""]
-    out += ["## Representation (paper Table 2 layout, accuracy %)", "",
+    out += ["## K-means, KNN and linear probes (paper Table 2 layout, accuracy %)", "",
             table(_T2_HEADER, _with_paper(_t2_row(run_name, ev), entry, _t2_paper_row)), ""]
     out += ["## SVM probes (paper Table 5 layout, accuracy %, mean ± std)", "",
             table(_T5_HEADER, _with_paper(_t5_row(run_name, ev), entry, _t5_paper_row)), ""]
@@ -300,17 +300,22 @@ def _runs_and_paper_entries(runs, paper_keys, empty: str) -> tuple[list, list]:
 def render_comparison(
     runs: Sequence[tuple[str, Mapping]],
     paper_keys: Sequence[str | None] | None = None,
+    warnings: Sequence[str] = (),
 ) -> str:
     """Several runs side by side in the paper's layouts, with the paper's rows interleaved.
 
     ``paper_keys[i]`` is the preset key (see ``paper_numbers.PAPER_KEYS``) whose published
     numbers follow run ``i`` in each table, or None. Paper rows end in "(paper)"; a table
     gets a paper row only where the paper has one (e.g. Table 4 exists for MNIST only;
-    OMNIGLOT rows show Table 1's NLL and KL).
+    OMNIGLOT rows show Table 1's NLL and KL); the note on the paper rows is written only
+    when some table has one. ``warnings`` are lines shown under the title, each marked
+    "Warning:".
     """
     runs, entries = _runs_and_paper_entries(runs, paper_keys, "nothing to compare")
     with_bpd = any(is_num(ev.get("bits_per_dim")) for _, ev in runs) or any(
         e is not None and "table3" in e for e in entries)
+
+    shown: list[Mapping] = []  # entries with a paper row in some table
 
     def interleave(own, paper) -> list[list[str]]:
         rows = []
@@ -320,22 +325,25 @@ def render_comparison(
                 prow = paper(entry)
                 if prow is not None:
                     rows.append(prow)
+                    shown.append(entry)
         return rows
 
     out = ["# Comparison", ""]
+    out += [line for w in warnings for line in (f"**Warning:** {cell_text(w)}", "")]
     out += ["## Density estimation (paper Table 4 layout, nats)", "",
             table(_t4_header(with_bpd), interleave(
                 lambda n, ev: _t4_row(n, ev, with_bpd), lambda e: _t4_paper_row(e, with_bpd))),
             ""]
-    out += ["## Representation (paper Table 2 layout, accuracy %)", "",
+    out += ["## K-means, KNN and linear probes (paper Table 2 layout, accuracy %)", "",
             table(_T2_HEADER, interleave(_t2_row, _t2_paper_row)), ""]
     out += ["## SVM probes (paper Table 5 layout, accuracy %, mean ± std)", "",
             table(_T5_HEADER, interleave(_t5_row, _t5_paper_row)), ""]
     out += ["## Latent diagnostics", "",
             table(_DIAG_HEADER, [_diag_row(n, ev) for n, ev in runs]), ""]
-    notes = [f"{e['label']} (paper): {note}" for e in entries if e for note in e["notes"]]
-    out += ["Rows marked (paper) are the published numbers of Ma, Zhou & Hovy (ICLR 2019); "
-            "our accuracies are the mean over runs of test accuracy."]
+    notes = [f"{e['label']} (paper): {note}" for e in shown for note in e["notes"]]
+    if shown:
+        out += ["Rows marked (paper) are the published numbers of Ma, Zhou & Hovy (ICLR 2019); "
+                "our accuracies are the mean over runs of test accuracy."]
     if notes:
         out += [""] + [f"- {cell_text(n)}" for n in dict.fromkeys(notes)]
     return "\n".join(out).rstrip() + "\n"
@@ -380,7 +388,7 @@ def render_representation_tables(
         cl_rows.append(row)
         k0, hk = k0 or k, hk or h
     k_txt, hk_txt = k0 or "K", hk or "C"
-    out = [f"{hashes} Representation (paper Table 2 layout, test accuracy %)", "",
+    out = [f"{hashes} K-means, KNN and linear probes (paper Table 2 layout, test accuracy %)", "",
            table(_T2_HEADER, rows(_t2_row, _t2_paper_row)), "",
            f"{hashes} SVM probes (paper Table 5 layout, test accuracy %, mean ± std)", "",
            table(_T5_HEADER, rows(_t5_row, _t5_paper_row)), "",

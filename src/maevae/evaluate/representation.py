@@ -72,7 +72,10 @@ from maevae.evaluate.clustering import clustering_suite
 from maevae.evaluate.codes import LATENT_TITLES, run_codes
 from maevae.evaluate.probe_options import (
     DEFAULT_KS,
+    DEFAULT_LABELS,
+    POOLS,
     check_suite_args,
+    fit_to_sizes,
     parse_label_budgets,
     validate_budgets,
 )
@@ -84,8 +87,6 @@ from maevae.runs.results import EVAL_FILE, read_results, write_results
 from maevae.statistics import fmt_stat
 
 __all__ = ["run_probes"]
-
-POOLS = ("train+val", "train")
 
 
 @contextlib.contextmanager
@@ -111,9 +112,9 @@ def run_probes(
     *,
     latent: str = "mu",
     runs: int = 5,
-    labels="100,1000,all",
+    labels=None,
     progress: bool = True,
-    ks: Sequence[int] = DEFAULT_KS,
+    ks: Sequence[int] | None = None,
     balanced: bool = True,
     pool: str = "train+val",
     seed: int = 0,
@@ -132,9 +133,12 @@ def run_probes(
     Adds ``clustering``, ``probes``, ``diagnostics``, ``figures``, ``probe_timings`` and
     ``probe_settings`` to ``RUN_DIR/eval.json`` (created if missing; other keys are kept),
     writes the four figures and ``report.md`` into the run directory and returns the added
-    entries. ``labels`` is ``"100,1000,all"`` or a list; ``runs`` K-means seeds / label
+    entries. ``labels`` is e.g. ``"100,1000,all"`` or a list; ``runs`` K-means seeds / label
     draws (budget "all" is run once: its classifiers are deterministic); ``ks`` the K-means
-    K's; ``balanced`` class-balanced (True) or uniform labelled subsets; ``pool`` which
+    K's. ``labels=None`` / ``ks=None`` take the defaults ("100,1000,all"; 10, 20, 30) less
+    those that do not fit a small dataset, with a logged note
+    (:func:`maevae.evaluate.probe_options.fit_to_sizes`);
+    ``balanced`` class-balanced (True) or uniform labelled subsets; ``pool`` which
     images give the training codes (``"train+val"`` = the dataset's whole training set,
     ``"train"`` = the training split only); ``seed`` the first K-means seed and the label
     draws' seed; ``n_init`` K-means restarts; ``figures=False`` skips the figures;
@@ -145,8 +149,8 @@ def run_probes(
     :class:`MaevaeError` before any expensive work.
     """
     t_start = time.perf_counter()
-    ks = check_suite_args(latent, runs, ks)
-    budgets = parse_label_budgets(labels)
+    check_suite_args(latent, runs, DEFAULT_KS if ks is None else ks)
+    parse_label_budgets(DEFAULT_LABELS if labels is None else labels)
     if pool not in POOLS:
         raise MaevaeError(f"pool {pool!r}: choose one of {', '.join(POOLS)}")
     for name, v in (("n_samples", n_samples), ("n_recon", n_recon)):
@@ -165,17 +169,14 @@ def run_probes(
     train_y = data.train_y if pool == "train" else np.concatenate([data.train_y, val_y])
     test_y = data.test_y
     n_pool, n_test = int(train_y.size), int(test_y.size)
-    if n_test < 3:
-        raise MaevaeError(f"dataset {data.name} has only {n_test} test images: the probes "
-                          "and the t-SNE need at least 3")
-    too_big = [k for k in ks if k > n_pool]
-    if too_big:
-        raise MaevaeError(f"K-means K={too_big[0]} is larger than the {n_pool} training codes "
-                          f"of {data.name}: use a smaller K")
+    plan = fit_to_sizes(labels, ks, data.sizes(), pool)
+    budgets, ks = plan.labels, plan.ks
     validate_budgets(budgets, train_y, balanced)
     eval_path = run.path / EVAL_FILE
     read_results(eval_path, missing_ok=True)  # a bad eval.json fails now, not after the work
     threads = cfg.train.num_threads if num_threads is None else num_threads
+    for note in plan.notes:
+        log(f"note: {note}")
 
     timings: dict = {"torch_threads": int(threads or torch.get_num_threads()),
                      "cpu_count": os.cpu_count(),
@@ -271,7 +272,7 @@ def run_probes(
                     "ks": ks, "pool": pool, "n_train_codes": n_pool, "n_test_codes": n_test,
                     "seed": int(seed), "n_init": int(n_init), "codes_file": info["file"],
                     "model_sha256": best.get("sha256"), "model_step": best.get("step"),
-                    "model_epoch": best.get("epoch")}
+                    "model_epoch": best.get("epoch"), "defaults_dropped": plan.notes}
         ev = read_results(eval_path, missing_ok=True)
         if ev.dataset is None:
             ev.dataset = data.name

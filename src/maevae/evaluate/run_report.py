@@ -47,7 +47,8 @@ def draw_figures(run_path: Path, cfg, model, data, device, arrays, kl_per_dim, l
     te, test_y = arrays["test_codes"], data.test_y
     timed("tsne", lambda p: F.plot_tsne(
         te, test_y, p, max_points=tsne_points, n_iter=tsne_iter,
-        title=f"t-SNE of test codes [{LATENT_TITLES[latent]}]"))
+        title=f"t-SNE of test codes [{LATENT_TITLES[latent]}]",
+        class_names=getattr(data, "class_names", None)))
 
     def recon(p):
         x = model_inputs(data.test_x[:n_recon], cfg.data.binarize).to(device)
@@ -63,13 +64,12 @@ def draw_figures(run_path: Path, cfg, model, data, device, arrays, kl_per_dim, l
     timed("reconstructions", recon)
 
     def samples(p):
-        g = torch.Generator(device=device).manual_seed(int(cfg.seed) + 5)
+        seed = int(cfg.seed) + 5
+        g = torch.Generator(device=device).manual_seed(seed)
         with torch.no_grad(), autocast(device, "fp32"):
             x = model.sample(n_samples, generator=g)
-        F.save_image_grid(to_unit(x, cfg.data.binarize).numpy(), p,
-                          nrow=max(1, math.ceil(math.sqrt(n_samples))),
-                          scale=max(1, math.ceil(84 / min(x.shape[-2:]))),
-                          title=f"{n_samples} samples from the prior (z ~ p(z), x ~ p(x|z))")
+        F.save_sample_grid(to_unit(x, cfg.data.binarize).numpy(), p, run_path.name, data.name,
+                           seed, scale=max(1, math.ceil(84 / min(x.shape[-2:]))))
 
     timed("samples", samples)
     timed("kl_per_dim", lambda p: F.plot_kl_per_dim(
@@ -106,6 +106,7 @@ def run_report(run, cfg, ev: dict, figs: dict[str, str], best: dict) -> str:
         f"{d.get('images')} test images; it cannot exceed log N = "
         f"{d.get('mutual_information_bound', float('nan')):.2f} nats.",
     ]
+    notes += [f"Small data: {n}." for n in st.get("defaults_dropped", [])]
     text = render_run_report(run.path.name, ev,
                              {FIGURE_CAPTIONS[k]: v for k, v in figs.items()}, notes,
                              paper_key=paper_key_for(cfg))

@@ -120,7 +120,8 @@ def load_trained_model(run: RunDir, cfg: RunConfig, device: torch.device) -> tup
 def run_meta(data: ImageSplits) -> dict:
     """The ``run.json`` fields that describe the data a run is trained on."""
     meta = {"image_shape": list(data.image_shape), "dataset": data.name,
-            "data_notes": data.notes, "sizes": list(data.sizes())}
+            "data_notes": data.notes, "sizes": list(data.sizes()),
+            "labelled": data.train_y is not None and data.test_y is not None}
     if data.root is not None:
         meta["data_root"] = str(data.root.absolute())
     meta["data_files"] = describe_files(data)  # paths relative to data_root, sha256, sizes
