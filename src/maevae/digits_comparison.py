@@ -81,6 +81,7 @@ def main_job(out: str | None = None, device_name: str = "auto", progress: bool =
         from maevae.evaluate.representation import run_probes
 
         for label in PRESETS:
+            log(f"[{label}] representation probes and figures ({out_dir / label.lower()})")
             run_probes(out_dir / label.lower(), None, device, latent="mu", runs=3,
                        labels="100,all", progress=progress, log=log)
         probe_md = probe_section([(label, out_dir / label.lower()) for label in PRESETS])
