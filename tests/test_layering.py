@@ -4,7 +4,7 @@ Layers, lowest first; a module may import its own package (same first name under
 ``maevae``) and any lower layer, never a higher one; ``train`` and ``evaluate`` share a layer
 and never import each other::
 
-    errors, fsutil < safe_yaml < data < config < device < nn < distributions < models
+    errors, fsutil, console < safe_yaml < data < config < device < nn < distributions < models
         < objectives < statistics < runs < {train, evaluate} < digits_comparison < cli < __main__
 
 Every import counts: module level, inside functions, and under ``if TYPE_CHECKING``.
@@ -22,7 +22,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "maevae"
 
 LAYERS: list[set[str]] = [
-    {"errors", "fsutil"},
+    {"errors", "fsutil", "console"},
     {"safe_yaml", "signals"},
     {"data"},
     {"config"},

@@ -2,8 +2,8 @@
 
 Trains a VLAE and an MAE (eta = 1, gamma = 0.5) with the authors' architecture, evaluates
 both (importance-sampled NLL, ELBO, KL, MPD, STD, and the representation probes), draws
-samples and reconstructions, and writes a side-by-side Markdown report. Offline; a few
-minutes on a 2-core CPU.
+samples, reconstructions and training curves, and writes a side-by-side Markdown report.
+Offline; a few minutes on a 2-core CPU.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from maevae import console
 from maevae.config import load_config
 from maevae.device import resolve_device
 from maevae.evaluate.generate import reconstruct_images, sample_images
@@ -31,6 +32,7 @@ COLUMNS = [("nll", "NLL (IS)"), ("elbo", "L_elbo"), ("recon", "RE"), ("kl", "KL"
 def _train_one(label: str, preset: str, out: Path, device: torch.device, progress: bool,
                log, figures: bool) -> dict:
     from maevae.evaluate.figures import save_reconstruction_grid, save_sample_grid
+    from maevae.evaluate.run_report import draw_training_curves
 
     cfg = load_config(preset)
     data = load_run_data(cfg, None)
@@ -44,11 +46,14 @@ def _train_one(label: str, preset: str, out: Path, device: torch.device, progres
     t0 = time.time()
     result = evaluate_run(run.path, None, device, progress=progress, log=log)
     if figures:  # otherwise the representation suite draws them (same file names)
-        x = sample_images(run.path, device, 64, seed=0)
+        with console.stage(f"[{label}] sampling 64 images from the prior", log):
+            x = sample_images(run.path, device, 64, seed=0)
         save_sample_grid(x.numpy(), run.path / "samples.png", run.path.name, data.name, 0,
                          nrow=8)
-        orig, rec = reconstruct_images(run.path, None, device, 32)
+        with console.stage(f"[{label}] reconstructing 32 test images", log):
+            orig, rec = reconstruct_images(run.path, None, device, 32)
         save_reconstruction_grid(orig.numpy(), rec.numpy(), run.path / "reconstructions.png")
+        draw_training_curves(run.path)
     result["seconds_train"] = round(t_train, 1)
     result["seconds_eval"] = round(time.time() - t0, 1)
     result["steps"] = trainer.counters.step
@@ -56,7 +61,9 @@ def _train_one(label: str, preset: str, out: Path, device: torch.device, progres
 
 
 def main_job(out: str | None = None, device_name: str = "auto", progress: bool = True,
-             log=print, probes: bool = True) -> Path:
+             log=console.say, probes: bool = True) -> Path:
+    """Train, evaluate and compare the VLAE and the MAE into ``out`` (default
+    ``runs/main-<time>``); writes ``report.md`` and ``summary.json`` there."""
     start = time.time()
     out_dir = Path(out) if out else Path("runs") / time.strftime("main-%Y%m%d-%H%M%S")
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -75,6 +82,7 @@ def main_job(out: str | None = None, device_name: str = "auto", progress: bool =
         from maevae.evaluate.representation import run_probes
 
         for label in PRESETS:
+            log(f"[{label}] representation probes and figures ({out_dir / label.lower()})")
             run_probes(out_dir / label.lower(), None, device, latent="mu", runs=3,
                        labels="100,all", progress=progress, log=log)
         probe_md = probe_section([(label, out_dir / label.lower()) for label in PRESETS])
@@ -130,6 +138,12 @@ def render_report(results: dict, probe_md: str, seconds: float) -> str:
                   "reconstructions (right)", "",
                   f"![{label} samples]({d}/samples.png) "
                   f"![{label} reconstructions]({d}/reconstructions.png)", ""]
+    lines += ["## Training curves", "",
+              "Each run's training loss terms (every train.log_every steps) and validation "
+              "statistics (after each epoch) against the optimizer step, from its "
+              "metrics.jsonl (nats per image; elbo = RE + KL).", ""]
+    for label in results:
+        lines += [f"![{label} training curves]({label.lower()}/training_curves.png)", ""]
     lines += ["Each run directory holds its config.yaml, metrics.jsonl, checkpoints, best "
               "model and eval.json; `maevae eval DIR --nll-samples 4096` re-evaluates one."]
     return "\n".join(lines) + "\n"

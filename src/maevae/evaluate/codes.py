@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load as st_load
-from tqdm.auto import tqdm
 
+from maevae import console
 from maevae.data.transforms import model_inputs
 from maevae.device import resolve_device
 from maevae.distributions import DiagGaussian
@@ -118,7 +118,8 @@ def _read_cache(t_path: Path, j_path: Path, key: dict, sizes: dict[str, int]):
 
 
 def run_codes(run_dir, data_root: str | None = None, device: torch.device | None = None,
-              latent: str = "mu", progress: bool = True, log: Callable[[str], None] = print,
+              latent: str = "mu", progress: bool = True,
+              log: Callable[[str], None] = console.say,
               _loaded: tuple | None = None) -> tuple[dict[str, np.ndarray], dict]:
     """Latent codes of a run's train / val / test images, from the cache when it is valid.
 
@@ -157,8 +158,7 @@ def run_codes(run_dir, data_root: str | None = None, device: torch.device | None
     else:
         reason = "the best model has no sha256"
     g = torch.Generator(device=device).manual_seed(int(cfg.seed) + 4)
-    bar = tqdm(total=n_images, desc=f"encoding ({latent})", unit="img", disable=not progress,
-               leave=False, dynamic_ncols=True)
+    bar = console.bar(n_images, f"encoding ({latent})", progress, unit="img")
     t0 = time.perf_counter()
     parts = {}
     for part in ("train", "val", "test"):

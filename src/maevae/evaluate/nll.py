@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
+from maevae import console
 from maevae.config import RunConfig
 from maevae.data.transforms import data_dims, evaluation_inputs, redraw_dynamic
 from maevae.device import autocast_dtype, maybe_compile_decoder
@@ -84,8 +83,7 @@ def importance_sampled_test_nll(run: RunDir, model: VAE, x: torch.Tensor, cfg: R
     g = torch.Generator(device=x.device).manual_seed(cfg.seed + 99)
     dtype = autocast_dtype(precision)
     chunk = cfg.eval.nll_chunk
-    bar = tqdm(total=x.shape[0], initial=start_at, desc="IS-NLL", disable=not progress,
-               leave=False, dynamic_ncols=True)
+    bar = console.bar(x.shape[0], f"IS-NLL (K={k})", progress, unit="img", initial=start_at)
     last_save = time.time()
 
     def save(n_done: int) -> None:
@@ -137,7 +135,7 @@ def _remove_partials(run: RunDir, keep: str | None = None) -> None:
 
 def evaluate_run(run_dir: str | Path, data_root: str | None, device: torch.device,
                  nll_samples: int | None = None, precision: str | None = None,
-                 max_images: int | None = None, progress: bool = True, log=print,
+                 max_images: int | None = None, progress: bool = True, log=console.say,
                  compile: str | None = None) -> dict:
     run = RunDir(run_dir)
     cfg = load_run_config(run)
@@ -160,13 +158,14 @@ def evaluate_run(run_dir: str | Path, data_root: str | None, device: torch.devic
     if limit is not None:  # quick checks: the first N binarised test images only
         x_all = x_all[:limit]
     t0 = time.time()
-    stats = batch_statistics(model, x_all, cfg.train.eval_batch, cfg.objective.kl_samples_eval,
-                             g, precision, chunk=cfg.eval.nll_chunk)
+    with console.bar(x_all.shape[0], "test statistics", progress, unit="img") as bar:
+        stats = batch_statistics(model, x_all, cfg.train.eval_batch,
+                                 cfg.objective.kl_samples_eval, g, precision,
+                                 progress=bar.update, chunk=cfg.eval.nll_chunk)
     t_stats = time.time() - t0
     x_nll = x_all
     compiled = maybe_compile_decoder(model, compile or cfg.eval.compile, x_nll.shape[0] * k,
-                                     COMPILE_AFTER_SAMPLES, device,
-                                     lambda m: print(f"maevae: warning: {m}", file=sys.stderr))
+                                     COMPILE_AFTER_SAMPLES, device, console.warn)
     if compiled:
         log("compiling the PixelCNN core with torch.compile (eval.compile="
             f"{compile or cfg.eval.compile}); the first pass takes about a minute")

@@ -14,8 +14,9 @@
 4. computes posterior-collapse diagnostics on the test codes: KL(q(z_d|x) || N(0, 1)) per
    dimension, active units (Var_x mu_d > 0.01), I(x; z) under the aggregate posterior, and
    MPD / STD per batch of 512 (:mod:`maevae.evaluate.diagnostics`);
-5. draws four figures into the run directory: ``tsne.png``, ``reconstructions.png``,
-   ``samples.png``, ``kl_per_dim.png``;
+5. draws the figures into the run directory: ``tsne.png``, ``reconstructions.png``,
+   ``samples.png``, ``kl_per_dim.png`` and ``training_curves.png`` (from ``metrics.jsonl``;
+   left out when it has no rows);
 6. adds ``clustering``, ``probes``, ``diagnostics``, ``figures``, ``probe_timings`` and
    ``probe_settings`` to ``eval.json`` (other keys are kept) and writes ``report.md``.
 
@@ -63,8 +64,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from maevae import console
+from maevae.console import fmt_s
 from maevae.device import autocast, resolve_device
 from maevae.errors import MaevaeError
 from maevae.evaluate import diagnostics as diag
@@ -80,7 +82,7 @@ from maevae.evaluate.probe_options import (
     validate_budgets,
 )
 from maevae.evaluate.probes import CLASSIFIERS, probe_suite
-from maevae.evaluate.run_report import draw_figures, fmt_s, run_report
+from maevae.evaluate.run_report import draw_figures, run_report
 from maevae.runs.files import atomic_write_text
 from maevae.runs.load import load_run
 from maevae.runs.results import EVAL_FILE, read_results, write_results
@@ -126,13 +128,13 @@ def run_probes(
     tsne_iter: int = 1000,
     mi_samples: int = 4,
     num_threads: int | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = console.say,
 ) -> dict:
     """Clustering, label-budget probes, diagnostics, figures and ``report.md`` for a run.
 
     Adds ``clustering``, ``probes``, ``diagnostics``, ``figures``, ``probe_timings`` and
     ``probe_settings`` to ``RUN_DIR/eval.json`` (created if missing; other keys are kept),
-    writes the four figures and ``report.md`` into the run directory and returns the added
+    writes the figures and ``report.md`` into the run directory and returns the added
     entries. ``labels`` is e.g. ``"100,1000,all"`` or a list; ``runs`` K-means seeds / label
     draws (budget "all" is run once: its classifiers are deterministic); ``ks`` the K-means
     K's. ``labels=None`` / ``ks=None`` take the defaults ("100,1000,all"; 10, 20, 30) less
@@ -198,8 +200,7 @@ def run_probes(
         n_fits = len(ks) * runs + (0 if len(np.unique(train_y)) in ks else runs)
         log(f"clustering: K-means K={', '.join(map(str, ks))} x {runs} run(s) on {n_pool} "
             f"training codes (n_init {n_init}), scored on {n_test} test codes")
-        bar = tqdm(total=n_fits, desc="K-means", disable=not progress, leave=False,
-                   dynamic_ncols=True)
+        bar = console.bar(n_fits, "K-means", progress, unit="fit")
         t0 = time.perf_counter()
         clustering = clustering_suite(tr, train_y, te, test_y, ks=ks, runs=runs, seed=seed,
                                       n_init=n_init, on_run=lambda r: bar.update(1))
@@ -217,8 +218,7 @@ def run_probes(
         log(f"probes: {', '.join(classifiers)} with {', '.join(map(str, budgets))} labels "
             f"({'class-balanced' if balanced else 'uniform'}, {runs} draw(s); 'all' once)")
         n_cells = len(classifiers) * len(budgets)
-        bar = tqdm(total=n_cells, desc="probes", disable=not progress, leave=False,
-                   dynamic_ncols=True)
+        bar = console.bar(n_cells, "probes", progress, unit="probe")
 
         def on_result(name: str, key: str, entry: dict) -> None:
             bar.update(1)
@@ -235,6 +235,8 @@ def run_probes(
             name: {key: round(e["time_s"]["mean"], 3) for key, e in per.items()}
             for name, per in probes["results"].items()}
         # 4. diagnostics on the test set
+        log(f"diagnostics: KL per dimension, active units, I(x;z) ({mi_samples} samples per "
+            f"code) and MPD / STD on {n_test} test codes ...")
         t0 = time.perf_counter()
         mu, logvar = arrays["test_mu"], arrays["test_logvar"]
         kl_per_dim = diag.kl_per_dim_standard_normal(mu, logvar)

@@ -1,51 +1,81 @@
 """The figures and ``report.md`` of one run's representation suite.
 
-:func:`draw_figures` draws ``tsne.png``, ``reconstructions.png``, ``samples.png`` and
-``kl_per_dim.png`` into the run directory; :func:`run_report` renders ``report.md`` from
-``eval.json`` (the paper's tables, the figures, notes on the protocol, the timings).
+:func:`draw_figures` draws ``tsne.png``, ``reconstructions.png``, ``samples.png``,
+``kl_per_dim.png`` and ``training_curves.png`` (:func:`draw_training_curves`, from
+``metrics.jsonl``) into the run directory, each between a start line and a "wrote ... in
+X s" line; :func:`run_report` renders ``report.md`` from ``eval.json`` (the paper's tables,
+the figures, notes on the protocol, the timings).
 """
 
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import torch
 
+from maevae import console
 from maevae.data.transforms import model_inputs, to_unit
+from maevae.errors import MaevaeError
 from maevae.evaluate import figures as F
 from maevae.evaluate.codes import LATENT_TITLES
 from maevae.evaluate.compare import paper_key_for
 from maevae.evaluate.report import render_run_report
+from maevae.runs.directory import RunDir
 
 FIGURE_FILES = {
     "tsne": "tsne.png",
     "reconstructions": "reconstructions.png",
     "samples": "samples.png",
     "kl_per_dim": "kl_per_dim.png",
+    "training_curves": "training_curves.png",
 }
+CURVE_KEYS = ("loss", "elbo", "recon", "kl", "mpd", "std")  # one panel each
 
 
-def fmt_s(s: float) -> str:
-    return f"{s:.2f} s" if s < 10 else f"{s:.1f} s"
+def training_curve_rows(metrics: list[dict]) -> list[dict]:
+    """``metrics.jsonl`` rows as :func:`~maevae.evaluate.figures.plot_training_curves` rows:
+    ``{"step": s, "train_<key>": v, ...}`` for training rows and ``"val_<key>"`` for
+    validation rows, ``key`` in :data:`CURVE_KEYS` (other kinds and keys are left out)."""
+    return [{"step": r["step"], **{f"{r['kind']}_{k}": r[k] for k in CURVE_KEYS if k in r}}
+            for r in metrics if r.get("kind") in ("train", "val")]
+
+
+def draw_training_curves(run_path: Path, path: Path | None = None) -> str | None:
+    """Draw a run's training curves (``training_curves.png`` in the run directory unless
+    ``path``) from its ``metrics.jsonl``; None, drawing nothing, when it has no rows."""
+    rows = training_curve_rows(RunDir(run_path).read_metrics())
+    if not rows:
+        return None
+    return _plot_curves(rows, path or Path(run_path) / FIGURE_FILES["training_curves"],
+                        Path(run_path).name)
+
+
+def _plot_curves(rows: list[dict], path: Path, name: str) -> str:
+    keys = [f"{kind}_{k}" for k in CURVE_KEYS for kind in ("train", "val")]
+    return F.plot_training_curves(
+        rows, path, keys=keys,
+        title=f"{name}: training rows (every train.log_every steps) and validation (after "
+              "each epoch); elbo = RE + KL, nats per image")
 
 
 def draw_figures(run_path: Path, cfg, model, data, device, arrays, kl_per_dim, latent: str,
                   n_samples: int, n_recon: int, tsne_points: int, tsne_iter: int, log,
                   autocast) -> tuple[dict[str, str], dict[str, float]]:
+    """Draw the run's figures (:data:`FIGURE_FILES`) into ``run_path``, each framed by a
+    start line and a "wrote <file> in X s" line; returns (name -> file, name -> seconds)."""
     figs: dict[str, str] = {}
     times: dict[str, float] = {}
 
-    def timed(name: str, fn) -> None:
-        t0 = time.perf_counter()
-        fn(run_path / FIGURE_FILES[name])
-        times[name] = round(time.perf_counter() - t0, 2)
+    def timed(name: str, start: str, fn) -> None:
+        with console.stage(start, log, done=f"wrote {FIGURE_FILES[name]}") as timer:
+            fn(run_path / FIGURE_FILES[name])
+        times[name] = round(timer.seconds, 2)
         figs[name] = FIGURE_FILES[name]
-        log(f"figure: {FIGURE_FILES[name]} ({fmt_s(times[name])})")
 
     te, test_y = arrays["test_codes"], data.test_y
-    timed("tsne", lambda p: F.plot_tsne(
+    timed("tsne", f"t-SNE of {min(len(te), tsne_points)} test codes ({tsne_iter} iterations)",
+          lambda p: F.plot_tsne(
         te, test_y, p, max_points=tsne_points, n_iter=tsne_iter,
         title=f"t-SNE of test codes [{LATENT_TITLES[latent]}]",
         class_names=getattr(data, "class_names", None)))
@@ -61,7 +91,8 @@ def draw_figures(run_path: Path, cfg, model, data, device, arrays, kl_per_dim, l
                                    title=f"{what} (original) and greedy reconstructions "
                                          "from z = mu(x)")
 
-    timed("reconstructions", recon)
+    timed("reconstructions", f"reconstructing {min(n_recon, len(data.test_x))} test images",
+          recon)
 
     def samples(p):
         seed = int(cfg.seed) + 5
@@ -71,9 +102,18 @@ def draw_figures(run_path: Path, cfg, model, data, device, arrays, kl_per_dim, l
         F.save_sample_grid(to_unit(x, cfg.data.binarize).numpy(), p, run_path.name, data.name,
                            seed, scale=max(1, math.ceil(84 / min(x.shape[-2:]))))
 
-    timed("samples", samples)
-    timed("kl_per_dim", lambda p: F.plot_kl_per_dim(
+    timed("samples", f"sampling {n_samples} images from the prior", samples)
+    timed("kl_per_dim", "KL per latent dimension", lambda p: F.plot_kl_per_dim(
         kl_per_dim, p, title="Test-set mean KL(q(z_d|x) || N(0,1)) per latent dimension"))
+
+    try:
+        rows = training_curve_rows(RunDir(run_path).read_metrics())
+    except MaevaeError as e:  # an unreadable metrics.jsonl costs this figure only
+        console.warn(f"no training curves: {e}")
+        rows = []
+    if rows:
+        timed("training_curves", f"training curves from {len(rows)} rows of metrics.jsonl",
+              lambda p: _plot_curves(rows, p, run_path.name))
     return figs, times
 
 
@@ -82,6 +122,8 @@ FIGURE_CAPTIONS = {
     "reconstructions": "Reconstructions (original | reconstruction)",
     "samples": "Samples from the prior",
     "kl_per_dim": "KL per latent dimension",
+    "training_curves": "Training curves: the training loss terms every train.log_every steps "
+                       "and the validation statistics after each epoch (metrics.jsonl)",
 }
 
 

@@ -24,14 +24,13 @@ import json
 import os
 import shlex
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import torch
 from safetensors.torch import load as st_load
 
-from maevae import __version__, signals
+from maevae import __version__, console, signals
 from maevae.errors import CheckpointError
 from maevae.fsutil import fsync_dir
 from maevae.runs import files as run_files  # called through the module: one patch reaches all
@@ -344,7 +343,7 @@ class RunDir:
         each) and skipped. None when there is no checkpoint at all (a run killed before its
         first one); CheckpointError when there are checkpoints but none verifies — starting
         over silently could throw away days of training."""
-        warn = warn or (lambda m: print(f"maevae: warning: {m}", file=sys.stderr))
+        warn = warn or console.warn
         self._recover_interrupted()
         paths = self.checkpoint_paths()
         for path in reversed(paths):

@@ -16,20 +16,26 @@ validation is dropped and redone after the resume), never inside a step, writes 
 checkpoint of that boundary's state and raises :class:`~maevae.signals.Interrupted`. Under
 DDP the ranks agree on the flag at every boundary (one all-reduce of one number), so all of
 them stop at the same step; rank 0 writes, the others wait for it at a barrier.
+
+Progress: one bar, labelled "epoch e/E", counts optimizer steps over the whole run; its
+total is :meth:`Trainer.planned_steps` (``min(max_epochs × batches per epoch, max_steps)``),
+so its ETA is the time to the end of training (an early stop on a plateau ends it sooner).
+Each validation has its own "validation" bar. Log lines go through :mod:`maevae.console`
+(never onto a bar's line). With ``progress=False`` there are no bars; instead every
+training row written to ``metrics.jsonl`` (step 1 and every ``train.log_every`` steps) is
+also printed as one line: step, loss terms, images per second.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-import sys
 import time
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
-from maevae import signals
+from maevae import console, signals
 from maevae.config import RunConfig
 from maevae.data import ImageSplits
 from maevae.data.transforms import data_dims, evaluation_inputs, redraw_dynamic, training_inputs
@@ -113,7 +119,7 @@ class Counters:
 
 class Trainer:
     def __init__(self, cfg: RunConfig, data: ImageSplits, run_dir: RunDir, device: torch.device,
-                 dist: DistInfo | None = None, progress: bool = True, log=print):
+                 dist: DistInfo | None = None, progress: bool = True, log=console.say):
         self.cfg, self.data, self.run, self.device = cfg, data, run_dir, device
         self.dist = dist or DistInfo()
         self.progress = progress and self.dist.is_main
@@ -157,6 +163,8 @@ class Trainer:
                                 betas=tuple(t.betas), eps=t.adam_eps, fused=fused)
 
     def planned_steps(self) -> int:
+        """Optimizer steps the run makes unless it stops early: ``min(max_epochs × batches
+        per epoch, max_steps)`` (the training bar's total)."""
         t = self.cfg.train
         steps = t.max_epochs * (len(self.train_x) // t.batch_size)
         return steps if t.max_steps is None else min(steps, t.max_steps)
@@ -264,8 +272,9 @@ class Trainer:
         return True
 
     def log_warning(self, msg: str) -> None:
+        """A ``maevae: warning:`` line on stderr (rank 0 only)."""
         if self.dist.is_main:
-            print(f"maevae: warning: {msg}", file=sys.stderr)
+            console.warn(msg)
 
     # ------------------------------------------------------------------------ steps
     def _batch_indices(self, epoch: int) -> torch.Tensor:
@@ -323,14 +332,15 @@ class Trainer:
         cfg = self.cfg
         g = _gen(cfg.seed, 3, self.counters.epoch, device=self.device)
         x = redraw_dynamic(self.val_x, self.val_copies, g)
-        progress = None
-        if stoppable and not self.dist.enabled:
-            def progress(_n: int) -> None:
-                if signals.pending():
+        check = stoppable and not self.dist.enabled
+        with console.bar(x.shape[0], "validation", self.progress, unit="img") as bar:
+            def progress(n: int) -> None:
+                bar.update(n)
+                if check and signals.pending():
                     raise _ValidationDropped
-        return batch_statistics(self.ema.shadow, x, cfg.train.eval_batch,
-                                cfg.objective.kl_samples_eval, g, cfg.train.precision,
-                                progress=progress, chunk=cfg.eval.nll_chunk)
+            return batch_statistics(self.ema.shadow, x, cfg.train.eval_batch,
+                                    cfg.objective.kl_samples_eval, g, cfg.train.precision,
+                                    progress=progress, chunk=cfg.eval.nll_chunk)
 
     def _end_epoch(self) -> None:
         c = self.counters
@@ -399,11 +409,24 @@ class Trainer:
         with signals.installed(), signals.flag_only():
             return self._fit(stop_at_step)
 
+    def _epoch_label(self) -> str:
+        return f"epoch {self.counters.epoch + 1}/{self.cfg.train.max_epochs}"
+
+    def _step_line(self, out: dict[str, float], images_per_s: float) -> str:
+        """The plain log line of a training row (``progress=False``)."""
+        c = self.counters
+        return (f"step {c.step}/{self.planned_steps()} ({self._epoch_label()}): loss "
+                f"{out['loss']:.2f} (RE {out['recon']:.2f}, KL {out['kl']:.2f}, MPD "
+                f"{out['mpd']:.2f}, STD {out['std']:.2f}), {images_per_s:.0f} img/s")
+
     def _fit(self, stop_at_step: int | None) -> Counters:
         c, t = self.counters, self.cfg.train
         n_batches = len(self.train_x) // t.batch_size
-        bar = tqdm(total=n_batches, disable=not self.progress, leave=False, dynamic_ncols=True)
+        total = self.planned_steps()
+        bar = console.bar(total, self._epoch_label(), self.progress, unit="step",
+                          initial=min(c.step, total))
         start = time.time()
+        mark = (time.perf_counter(), c.step)  # for img/s: time and step of the last line
         try:
             while not c.stopped:
                 if (signum := self._signal_at_boundary()) is not None:
@@ -412,9 +435,7 @@ class Trainer:
                     c.stopped = f"max_epochs={t.max_epochs} reached"
                     break
                 perm = self._batch_indices(c.epoch)
-                bar.reset(total=n_batches)
-                bar.set_description(f"epoch {c.epoch + 1}")
-                bar.update(c.batch)
+                bar.set_description_str(self._epoch_label())
                 while c.batch < n_batches:
                     # a step boundary: every counter, the schedule, the EMA and the metrics
                     # agree here (and only here; the step below is never interrupted)
@@ -437,6 +458,11 @@ class Trainer:
                         self._metrics(row)
                         bar.set_postfix(loss=f"{out['loss']:.2f}", kl=f"{out['kl']:.2f}",
                                         mpd=f"{out['mpd']:.1f}")
+                        if not self.progress:
+                            now = time.perf_counter()
+                            rate = (c.step - mark[1]) * t.batch_size / max(now - mark[0], 1e-9)
+                            self.log(self._step_line(out, rate))
+                            mark = (now, c.step)
                     if t.checkpoint_every and c.step % t.checkpoint_every == 0 \
                             and c.batch < n_batches:
                         self.save_checkpoint()
@@ -448,6 +474,7 @@ class Trainer:
                         self._end_epoch()
                     except _ValidationDropped:  # the state is still that of the boundary
                         self._stop_on_signal(signals.pending())
+                    mark = (time.perf_counter(), c.step)  # img/s leaves validation out
                 # from here to the checkpoint below no boundary is checked: an epoch that
                 # was validated is saved before a signal is looked at again
                 reason = None
