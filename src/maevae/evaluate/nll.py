@@ -22,7 +22,7 @@ from maevae.config import RunConfig
 from maevae.data.transforms import data_dims, evaluation_inputs, redraw_dynamic
 from maevae.device import autocast_dtype, maybe_compile_decoder
 from maevae.errors import ConfigError, MaevaeError
-from maevae.evaluate.likelihood import bits_per_dim, importance_sampled_batch, iterate_batches
+from maevae.inference.likelihood import bits_per_dim, importance_sampled_batch, iterate_batches
 from maevae.models.vae import VAE
 from maevae.runs.budget import check_copies, check_model, device_memory
 from maevae.runs.directory import RunDir
