@@ -22,6 +22,7 @@ from maevae.errors import ConfigError
 from maevae.models.build import build_model
 from maevae.models.vae import VAE
 from maevae.runs.directory import RunDir
+from maevae.runs.facade import RunModel
 from maevae.runs.validate import file_error
 
 
@@ -87,10 +88,14 @@ def new_run(run: RunDir | str | Path, cfg: RunConfig, data: ImageSplits) -> RunD
 
 
 @dataclass
-class Run:
+class Run(RunModel):
     """A trained run, opened: its directory, its config and its best (EMA) model, in eval
     mode on the device it was loaded to. ``best`` is ``best/meta.json`` (epoch, step,
-    validation statistics, the weights' sha256)."""
+    validation statistics, the weights' sha256).
+
+    Its model methods (:meth:`encode`, :meth:`posterior`, :meth:`log_likelihood`,
+    :meth:`sample`, :meth:`reconstruct`) take and give uint8 images ``[N, C, H, W]``; see
+    :mod:`maevae.runs.facade` for the convention (binary models threshold at 0.5)."""
 
     dir: RunDir
     config: RunConfig
@@ -110,6 +115,6 @@ def load_run(path: str | Path, device: torch.device | str | None = None) -> Run:
     """Open the trained run in ``path`` (``device``: default ``auto``)."""
     run = RunDir(path)
     cfg = load_run_config(run)
-    device = resolve_device("auto") if device is None else torch.device(device)
+    device = resolve_device("auto" if device is None else str(device))  # "gpu": one line
     model, best = load_trained_model(run, cfg, device)
     return Run(run, cfg, model, best)
