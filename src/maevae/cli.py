@@ -17,6 +17,21 @@ from pathlib import Path
 from maevae import signals
 from maevae.errors import MaevaeError
 
+__all__ = [
+    "COMMANDS",
+    "EXAMPLES",
+    "build_parser",
+    "cmd_compare",
+    "cmd_eval",
+    "cmd_info",
+    "cmd_reconstruct",
+    "cmd_run",
+    "cmd_sample",
+    "cmd_train",
+    "image_shape_for",
+    "main",
+]
+
 EXAMPLES = {
     "train": """examples:
   maevae train mnist/mae_eta1.0_gamma0.5 --out runs/mae --data-root ~/data

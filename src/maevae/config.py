@@ -23,6 +23,32 @@ from maevae import safe_yaml
 from maevae.data import registry as _datasets
 from maevae.errors import ConfigError
 
+__all__ = [
+    "DataConfig",
+    "DatasetName",
+    "DecoderConfig",
+    "EncoderConfig",
+    "EvalConfig",
+    "MAX_SEED",
+    "ModelConfig",
+    "ObjectiveConfig",
+    "PriorConfig",
+    "RunConfig",
+    "SplitName",
+    "TrainConfig",
+    "apply_overrides",
+    "dump_yaml",
+    "from_dict",
+    "list_presets",
+    "load_config",
+    "parse_override",
+    "presets_dir",
+    "read_yaml",
+    "resolve_preset",
+    "to_dict",
+    "validate",
+]
+
 # Allowed data.name / data.split values: built from the dataset registry (its one owner), so
 # the Literal check gives "unknown value ...; allowed: ..." for them like any other enum.
 DatasetName = Literal[tuple(_datasets.DATASETS)]  # type: ignore[valid-type]

@@ -23,6 +23,8 @@ from maevae.runs.load import load_run_data, new_run
 from maevae.statistics import fmt_stat
 from maevae.train.trainer import Trainer
 
+__all__ = ["COLUMNS", "PRESETS", "main_job", "render_report"]
+
 PRESETS = {"VLAE": "tiny/digits_vlae", "MAE": "tiny/digits_mae"}
 COLUMNS = [("nll", "NLL (IS)"), ("elbo", "L_elbo"), ("recon", "RE"), ("kl", "KL"),
            ("mpd", "MPD"), ("std", "STD")]

@@ -30,6 +30,22 @@ from maevae.config import ObjectiveConfig
 from maevae.distributions import VAR_EPS
 from maevae.errors import MaevaeError
 
+__all__ = [
+    "LossTerms",
+    "MIN_DIVERGENCE_BATCH",
+    "MIN_MPD_BATCH",
+    "MIN_STD_BATCH",
+    "PosteriorDivergence",
+    "batch_mpd_std",
+    "free_bits_threshold",
+    "mean_or_none",
+    "mean_pairwise_kl_per_dim",
+    "pairwise_kl",
+    "pairwise_total_kl",
+    "posterior_divergence",
+    "training_loss",
+]
+
 
 def pairwise_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL_k(i || j) for all ordered pairs: [B, D] -> [B, B, D] (diagonal set to 0)."""

@@ -26,6 +26,21 @@ from contextlib import contextmanager
 
 from maevae.errors import MaevaeError
 
+__all__ = [
+    "Interrupted",
+    "SIGNALS",
+    "acknowledge",
+    "active",
+    "deferred",
+    "exit_code",
+    "flag_only",
+    "installed",
+    "name",
+    "pending",
+    "received",
+    "record_only",
+]
+
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 

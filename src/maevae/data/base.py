@@ -8,6 +8,8 @@ import numpy as np
 
 from maevae.errors import DataError
 
+__all__ = ["ImageSplits"]
+
 _FIX = {
     "train": "add images, or lower data.n_val / data.test_fraction",
     "val": "add images, or set data.n_val to at least 1 (it must leave training images)",

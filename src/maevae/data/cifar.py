@@ -24,6 +24,22 @@ from maevae.data.download import download as _download
 from maevae.data.splits import seeded_holdout
 from maevae.errors import DataError
 
+__all__ = [
+    "CIFAR10_MIRRORS",
+    "FOLDER",
+    "MAX_BATCH_BYTES",
+    "N_VAL",
+    "RestrictedUnpickler",
+    "TARBALL",
+    "TARBALL_MD5",
+    "TEST_BATCH",
+    "TRAIN_BATCHES",
+    "load_cifar10_arrays",
+    "read_batch",
+    "safe_load_pickle",
+    "split_cifar",
+]
+
 FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"

@@ -14,6 +14,8 @@ import numpy as np
 from maevae.data.splits import seeded_three_way
 from maevae.errors import DataError
 
+__all__ = ["N_TEST", "N_VAL", "load_digits_arrays", "split_digits"]
+
 N_TEST = 297
 N_VAL = 150
 

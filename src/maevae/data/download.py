@@ -19,6 +19,8 @@ from pathlib import Path
 from maevae.errors import DataError
 from maevae.fsutil import fsync_dir
 
+__all__ = ["DEFAULT_TIMEOUT", "download", "file_digest"]
+
 DEFAULT_TIMEOUT = 20.0
 _CHUNK = 1 << 20
 _USER_AGENT = "maevae-data/0.1 (+python urllib)"

@@ -28,6 +28,15 @@ from maevae.data.images import image_header, load_image
 from maevae.data.splits import seeded_three_way
 from maevae.errors import DataError
 
+__all__ = [
+    "EXTENSIONS",
+    "GREY_MODES",
+    "MAX_ARRAY_BYTES",
+    "infer_image_size",
+    "list_images",
+    "load_folder",
+]
+
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 # Largest uint8 array a folder dataset becomes (N x C x H x W bytes).
 MAX_ARRAY_BYTES = 16 << 30

@@ -55,6 +55,31 @@ from maevae.data.paths import user_cache_dir
 from maevae.data.splits import seeded_holdout
 from maevae.errors import DataError
 
+__all__ = [
+    "CACHE_KEYS",
+    "CACHE_NAME",
+    "CACHE_VERSION",
+    "IWAE_SEED",
+    "MAT_KEYS",
+    "MAX_CACHE_BYTES",
+    "NOTE_ZIPS",
+    "OMNIGLOT_MIRRORS",
+    "SIDE",
+    "SPLIT_N_VAL",
+    "TEST_FRACTION",
+    "TEST_SPLIT_SEED",
+    "ZIP_NAMES",
+    "ZIP_SHA256",
+    "area_matrix",
+    "build_omniglot28",
+    "find_chardata",
+    "load_omniglot",
+    "load_omniglot_zip_arrays",
+    "omniglot_val_split",
+    "read_chardata_mat",
+    "zip_test_split",
+]
+
 MAT_KEYS = ("data", "target", "testdata", "testtarget")
 SPLIT_N_VAL = {"mae": 2345, "iwae": 1345}
 IWAE_SEED = 123

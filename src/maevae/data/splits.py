@@ -22,6 +22,8 @@ import numpy as np
 
 from maevae.errors import DataError
 
+__all__ = ["MNIST_SPLITS", "seeded_holdout", "seeded_three_way", "split_indices", "tail_holdout"]
+
 MNIST_SPLITS: dict[str, int] = {"mae": 2000, "iwae": 400, "classic": 10000}
 
 

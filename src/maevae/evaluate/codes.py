@@ -28,6 +28,8 @@ from maevae.inference.encode import LATENTS, encode_images
 from maevae.runs.files import atomic_write_bytes, atomic_write_text, sha256_bytes, tensors_to_bytes
 from maevae.runs.load import load_run
 
+__all__ = ["CODES_FORMAT", "LATENT_TITLES", "run_codes"]
+
 LATENT_TITLES = {
     "mu": "posterior mean mu(x)",
     "mean50": "mean of 50 posterior samples",

@@ -10,6 +10,8 @@ from maevae.data.transforms import model_inputs, to_unit
 from maevae.device import autocast
 from maevae.runs.load import load_run
 
+__all__ = ["reconstruct_images", "sample_images"]
+
 
 @torch.no_grad()
 def sample_images(run_dir: str | Path, device: torch.device, n: int, seed: int) -> torch.Tensor:

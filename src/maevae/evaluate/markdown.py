@@ -5,6 +5,19 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
+__all__ = [
+    "DASH",
+    "cell_text",
+    "is_num",
+    "lookup",
+    "mean_of",
+    "num",
+    "paper_pm",
+    "pct",
+    "pct_pm",
+    "table",
+]
+
 DASH = "—"
 
 

@@ -44,6 +44,13 @@ from maevae.runs.results import (
 )
 from maevae.statistics import batch_statistics, fmt_stat
 
+__all__ = [
+    "COMPILE_AFTER_SAMPLES",
+    "PARTIAL_EVERY_S",
+    "evaluate_run",
+    "importance_sampled_test_nll",
+]
+
 PARTIAL_EVERY_S = 30.0
 
 

@@ -14,6 +14,14 @@ from maevae.errors import MaevaeError
 from maevae.evaluate.codes import LATENTS
 from maevae.evaluate.probes import label_subset
 
+__all__ = [
+    "DEFAULT_KS",
+    "check_suite_args",
+    "parse_label_budgets",
+    "validate_budgets",
+    "validate_probe_args",
+]
+
 DEFAULT_KS = (10, 20, 30)
 
 

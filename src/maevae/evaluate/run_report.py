@@ -19,6 +19,8 @@ from maevae.evaluate.codes import LATENT_TITLES
 from maevae.evaluate.compare import paper_key_for
 from maevae.evaluate.report import render_run_report
 
+__all__ = ["FIGURE_CAPTIONS", "FIGURE_FILES", "draw_figures", "fmt_s", "run_report"]
+
 FIGURE_FILES = {
     "tsne": "tsne.png",
     "reconstructions": "reconstructions.png",

@@ -39,6 +39,17 @@ from maevae.models.encoders import DenseNetEncoder, ResNetEncoder
 from maevae.models.priors import AFPrior, Made2dAFPrior, StandardNormalPrior
 from maevae.models.vae import VAE
 
+__all__ = [
+    "DECODERS",
+    "ENCODERS",
+    "PAIRS",
+    "PRIORS",
+    "Shape",
+    "build_color_model",
+    "build_model",
+    "count_parameters",
+]
+
 Shape = tuple[int, int, int]
 
 

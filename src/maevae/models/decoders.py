@@ -28,6 +28,8 @@ from maevae.nn.pixelcnnpp import PixelCNNpp
 from maevae.nn.resnet import DeconvResNetBlock, halvings
 from maevae.nn.weightnorm import Conv2dWN, ConvTranspose2dWN, LinearWN
 
+__all__ = ["KERNELS", "PixelCNNDecoder", "PixelCNNppDecoder", "ResNetDecoder"]
+
 KERNELS = {
     "small": [7, 7, 7, 5, 5, 3, 3],
     "large": [7, 7, 7, 7, 7, 5, 5, 5, 5, 3, 3, 3, 3],

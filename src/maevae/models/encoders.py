@@ -16,6 +16,8 @@ from maevae.nn.densenet import DenseNet
 from maevae.nn.resnet import ResNetBlock, halvings
 from maevae.nn.weightnorm import Conv2dWN, LinearWN
 
+__all__ = ["DenseNetEncoder", "ResNetEncoder"]
+
 
 class ResNetEncoder(nn.Module):
     """Three stride-2 ResNet blocks (32, 64, 64), a conv that covers the remaining map,

@@ -30,6 +30,16 @@ from maevae.distributions import standard_normal_log_prob
 from maevae.nn.made import MADE
 from maevae.nn.made2d import MADE2d
 
+__all__ = [
+    "AF2dLayer",
+    "AFLayer",
+    "AFPrior",
+    "AFStackPrior",
+    "AffineAFLayer",
+    "Made2dAFPrior",
+    "StandardNormalPrior",
+]
+
 
 class StandardNormalPrior(nn.Module):
     def __init__(self, latent_dim: int):

@@ -16,6 +16,8 @@ from maevae.distributions import DiagGaussian, kl_diag_gaussian_standard_normal
 from maevae.models.priors import StandardNormalPrior
 from maevae.nn.weightnorm import data_dependent_init
 
+__all__ = ["Terms", "VAE"]
+
 
 @dataclass
 class Terms:

@@ -47,6 +47,24 @@ import torch.nn.functional as F
 
 from maevae.nn.raster import raster_mask
 
+__all__ = [
+    "CausalConfig",
+    "IMPLS",
+    "Impl",
+    "STRATEGIES",
+    "Strategy",
+    "causal_conv2d",
+    "choose_strategy",
+    "configure",
+    "get_config",
+    "get_impl",
+    "masked_conv2d",
+    "set_impl",
+    "use_config",
+    "use_impl",
+    "useful_taps",
+]
+
 Impl = Literal["masked", "causal"]
 Strategy = Literal["auto", "rows", "crop", "split"]
 

@@ -13,6 +13,8 @@ from torch import nn
 
 from maevae.nn.weightnorm import Conv2dWN
 
+__all__ = ["DenseNet", "DenseStep"]
+
 
 class DenseStep(nn.Module):
     """[N, c, H, W] -> [N, c + g, H, W]."""

@@ -21,6 +21,8 @@ from torch import nn
 
 from maevae.nn.masked import MaskedLinear
 
+__all__ = ["MADE", "made_masks"]
+
 
 def made_masks(d: int, h: int, order: Literal["A", "B"] = "A"):
     """Masks (in->hidden [H, D], hidden->out [D, H], in->out direct [D, D])."""

@@ -24,6 +24,8 @@ from torch import nn
 
 from maevae.nn.masked import MaskedConv2d
 
+__all__ = ["MADE2d"]
+
 
 class MADE2d(nn.Module):
     """[N, C, H, W] -> [N, C, H, W], spatially autoregressive in raster order ``order``."""

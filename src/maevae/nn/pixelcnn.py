@@ -22,6 +22,8 @@ from torch import nn
 from maevae.nn.masked import MaskedConv2d
 from maevae.nn.weightnorm import Conv2dWN
 
+__all__ = ["Bottleneck", "PixelCNN"]
+
 
 class Bottleneck(nn.Module):
     """Residual bottleneck with a mask-B k×k convolution in the middle; shape-preserving."""

@@ -49,6 +49,22 @@ from torch import nn
 
 from maevae.nn.weightnorm import Conv2dWN, ConvTranspose2dWN, _WeightNormBase
 
+__all__ = [
+    "DownRightShiftConv2d",
+    "DownRightShiftConvTranspose2d",
+    "DownShiftConv2d",
+    "DownShiftConvTranspose2d",
+    "Downsample",
+    "GatedResnet",
+    "NIN",
+    "PixelCNNpp",
+    "TopShift",
+    "Upsample",
+    "concat_elu",
+    "down_shift",
+    "right_shift",
+]
+
 
 def concat_elu(x: torch.Tensor) -> torch.Tensor:
     """ELU of [x, -x] along channels: [N, C, H, W] -> [N, 2C, H, W]."""

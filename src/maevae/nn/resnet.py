@@ -8,6 +8,8 @@ from torch import nn
 
 from maevae.nn.weightnorm import Conv2dWN, ConvTranspose2dWN
 
+__all__ = ["DeconvResNetBlock", "ResNetBlock", "halvings"]
+
 
 class ResNetBlock(nn.Module):
     """``ELU(conv2(ELU(conv1(x))) + shortcut(x))``; conv1 is 3×3 with stride s.

@@ -24,6 +24,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+__all__ = [
+    "Conv2dWN",
+    "ConvTranspose2dWN",
+    "LinearWN",
+    "data_dependent_init",
+    "fold_for_eval",
+    "fold_weight_norm",
+    "folded",
+    "is_folded",
+    "unfold",
+    "weight_norm_layers",
+]
+
 
 class _WeightNormBase(nn.Module):
     """Shared logic: per-output-unit weight norm, DDI hook, weight folding.

@@ -36,6 +36,8 @@ from maevae.runs import files as run_files  # called through the module: one pat
 from maevae.runs.files import SignedJsonError, read_signed_json, sha256_bytes, signed_json
 from maevae.runs.validate import file_error, read_text, require
 
+__all__ = ["CKPT_PREFIX", "RUN_FORMAT_VERSION", "RunDir"]
+
 # Run directories record this; a run written by an incompatible format is refused on load.
 RUN_FORMAT_VERSION = 1
 CKPT_PREFIX = "step-"

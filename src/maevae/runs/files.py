@@ -22,6 +22,18 @@ from maevae import signals
 from maevae.errors import CheckpointError
 from maevae.fsutil import fsync_dir
 
+__all__ = [
+    "SELF_SUM",
+    "SignedJsonError",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "read_signed_json",
+    "sha256_bytes",
+    "signed_json",
+    "tensors_to_bytes",
+    "write_bytes_durable",
+]
+
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

@@ -25,6 +25,16 @@ from maevae.runs.directory import RunDir
 from maevae.runs.facade import RunModel
 from maevae.runs.validate import file_error
 
+__all__ = [
+    "Run",
+    "load_run",
+    "load_run_config",
+    "load_run_data",
+    "load_trained_model",
+    "new_run",
+    "run_meta",
+]
+
 
 def load_run_config(run: RunDir) -> RunConfig:
     import yaml

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["optimizer_from_tensors", "optimizer_to_tensors"]
+
 
 def optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
     sd = opt.state_dict()

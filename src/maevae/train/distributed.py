@@ -15,6 +15,16 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+__all__ = [
+    "DistInfo",
+    "all_gather_grad",
+    "all_ranks",
+    "all_reduce_mean",
+    "barrier",
+    "init_distributed",
+    "max_over_ranks",
+]
+
 
 @dataclass
 class DistInfo:

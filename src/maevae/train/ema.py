@@ -13,6 +13,8 @@ import copy
 import torch
 from torch import nn
 
+__all__ = ["EMA"]
+
 
 class EMA:
     def __init__(self, model: nn.Module, decay: float, warmup: bool = False):

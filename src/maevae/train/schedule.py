@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 
 from maevae.config import TrainConfig
 
+__all__ = ["Schedule"]
+
 
 @dataclass
 class Schedule:

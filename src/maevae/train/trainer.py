@@ -52,6 +52,8 @@ from maevae.train.distributed import (
 from maevae.train.ema import EMA
 from maevae.train.schedule import Schedule
 
+__all__ = ["COMPILE_AFTER_STEPS", "Counters", "Trainer", "TrainingStopped", "compute_loss"]
+
 # train.compile=auto compiles runs planned this long: compiling costs 1-2 minutes on CPU
 # and pays back after ~300-600 steps (BENCHMARKS.md)
 COMPILE_AFTER_STEPS = 5000
