@@ -84,6 +84,8 @@ def _add_common(p: argparse.ArgumentParser, data_root: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``maevae`` argument parser: one sub-command per entry of :data:`COMMANDS`,
+    each with its options and examples (:data:`EXAMPLES`)."""
     from maevae.data.registry import dataset_help
 
     parser = _Parser(
@@ -166,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --------------------------------------------------------------------------- commands
 def cmd_info(args) -> None:
+    """``maevae info``: list the presets (``--list``) or print a preset's resolved config
+    and its parameter counts."""
     from maevae.config import list_presets, load_config
     from maevae.models.build import count_parameters
 
@@ -227,6 +231,8 @@ def image_shape_for(cfg, data_root: str | None = None) -> tuple[int, int, int]:
 
 
 def cmd_train(args) -> None:
+    """``maevae train``: make a run directory for a preset (or ``--resume`` one) and train
+    it (one process, or one per GPU under ``torchrun``)."""
     from maevae.config import load_config
     from maevae.device import resolve_device
     from maevae.runs.directory import RunDir
@@ -303,6 +309,8 @@ def cmd_train(args) -> None:
 
 
 def cmd_eval(args) -> None:
+    """``maevae eval``: the test statistics and the IS log-likelihood of a trained run,
+    written to its ``eval.json`` (:func:`maevae.evaluate.nll.evaluate_run`)."""
     from maevae.device import resolve_device
     from maevae.evaluate.nll import evaluate_run
 
@@ -328,6 +336,8 @@ def cmd_eval(args) -> None:
 
 
 def cmd_sample(args) -> None:
+    """``maevae sample``: ``-n`` images drawn from a trained run's model, saved as one PNG
+    grid."""
     from maevae.device import resolve_device
     from maevae.evaluate.figures import save_image_grid
     from maevae.evaluate.generate import sample_images
@@ -348,6 +358,8 @@ def cmd_sample(args) -> None:
 
 
 def cmd_reconstruct(args) -> None:
+    """``maevae reconstruct``: the first ``-n`` test images of a run next to their
+    reconstructions, saved as one PNG grid."""
     from maevae.device import resolve_device
     from maevae.evaluate.figures import save_reconstruction_grid
     from maevae.evaluate.generate import reconstruct_images
@@ -379,6 +391,8 @@ def _check_png(out: Path) -> None:
 
 
 def cmd_run(args) -> None:
+    """``maevae run``: the main job, VLAE against MAE on the 8×8 digits
+    (:func:`maevae.digits_comparison.main_job`)."""
     from maevae.digits_comparison import main_job
     from maevae.runs.outputs import check_output_path
 
@@ -388,6 +402,8 @@ def cmd_run(args) -> None:
 
 
 def cmd_compare(args) -> None:
+    """``maevae compare``: one Markdown table of several evaluated runs, printed or
+    written to ``--out``."""
     from maevae.evaluate.compare import compare_runs
     from maevae.runs.outputs import check_output_path
 
@@ -406,6 +422,11 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample,
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The command line: parse ``argv`` (default ``sys.argv[1:]``) and run the command.
+
+    A :class:`~maevae.errors.MaevaeError` or an ``OSError`` becomes one ``maevae: error: ...``
+    line on stderr and exit status 2 (or the error's own); SIGINT / SIGTERM exit with
+    128 + the signal's number."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:

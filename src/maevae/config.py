@@ -57,6 +57,8 @@ SplitName = Literal[_datasets.all_splits()]  # type: ignore[valid-type]
 
 @dataclass
 class DataConfig:
+    """The ``data`` section: which dataset and split, how images become model input
+    (binarised or 8-bit) and how many fixed binarised copies the val / test sets use."""
     name: DatasetName = "mnist"  # maevae.data.registry.DATASETS
     split: SplitName = "mae"  # which ones apply: the dataset's DatasetSpec.splits
     n_val: int | None = None  # None: the split's own size
@@ -75,6 +77,8 @@ class DataConfig:
 
 @dataclass
 class EncoderConfig:
+    """The ``model.encoder`` section: its type, the latent size (channels for
+    ``densenet``) and an optional clip of log-variances."""
     type: Literal["resnet", "densenet"] = "resnet"
     latent_dim: int = 32
     logvar_clip: float | None = None  # CIFAR: 7.0 (hardtanh to [-7, 7])
@@ -82,6 +86,8 @@ class EncoderConfig:
 
 @dataclass
 class DecoderConfig:
+    """The ``model.decoder`` section: its type and, per type, its size (PixelCNN mode,
+    channels, the z feature maps; PixelCNN++ mixture size and dropout)."""
     type: Literal["pixelcnn", "resnet", "pixelcnnpp"] = "pixelcnn"
     mode: Literal["small", "large", "paper_literal_6"] = "small"
     channels: int = 64
@@ -92,6 +98,8 @@ class DecoderConfig:
 
 @dataclass
 class PriorConfig:
+    """The ``model.prior`` section: an autoregressive-flow prior (``af``: blocks, MADE
+    hidden units, initial scale) or the standard normal."""
     type: Literal["af", "normal"] = "af"
     blocks: int = 4  # dual blocks (2 AF layers each)
     hidden: int = 320  # MADE hidden units (10 × latent_dim in the authors' code)
@@ -100,6 +108,7 @@ class PriorConfig:
 
 @dataclass
 class ModelConfig:
+    """The ``model`` section: encoder, decoder and prior (see :func:`maevae.build_model`)."""
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     prior: PriorConfig = field(default_factory=PriorConfig)
@@ -107,6 +116,8 @@ class ModelConfig:
 
 @dataclass
 class ObjectiveConfig:
+    """The ``objective`` section: the MAE weights ``eta`` (L_diverse) and ``gamma``
+    (L_smooth), the form of L_diverse, free bits and the posterior samples per term."""
     eta: float = 0.0  # weight of L_diverse (0 = VLAE)
     gamma: float = 0.0  # weight of L_smooth
     div_form: Literal["code", "paper"] = "code"
@@ -118,6 +129,8 @@ class ObjectiveConfig:
 
 @dataclass
 class TrainConfig:
+    """The ``train`` section: batch size, Adam, the learning-rate schedule and stopping
+    rule, EMA, initialisation, logging and checkpointing."""
     batch_size: int = 100
     lr: float = 1e-3
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
@@ -147,6 +160,8 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
+    """The ``eval`` section: importance samples K and their chunking, precision, an
+    optional limit on test images, and when to ``torch.compile`` the decoder."""
     nll_samples: int = 4096
     nll_chunk: int = 512  # importance samples per decoder pass
     precision: Literal["fp32", "bf16"] = "fp32"
@@ -157,6 +172,8 @@ class EvalConfig:
 
 @dataclass
 class RunConfig:
+    """A whole run's configuration: its name and seed and the sections above; what a
+    preset, ``config.yaml`` and :func:`load_config` hold."""
     name: str = "run"
     seed: int = 524287
     data: DataConfig = field(default_factory=DataConfig)
@@ -396,6 +413,8 @@ def _int64_checks(node: Any, prefix: str) -> None:
 
 
 def validate(cfg: RunConfig) -> RunConfig:
+    """Check every range and cross-field rule of ``cfg``; return it, or raise one
+    :class:`~maevae.errors.ConfigError` line naming the key and what is allowed."""
     for key, ok, allowed in _CHECKS:
         value = _get(cfg, key)
         if not ok(value):
@@ -406,10 +425,14 @@ def validate(cfg: RunConfig) -> RunConfig:
 
 
 def from_dict(data: dict) -> RunConfig:
+    """A validated :class:`RunConfig` from nested plain data (a YAML mapping); unknown keys
+    and bad values raise :class:`~maevae.errors.ConfigError`."""
     return validate(_build(RunConfig, data, ""))
 
 
 def to_dict(cfg: RunConfig) -> dict:
+    """``cfg`` as nested plain data (dicts, lists, numbers, strings), the inverse of
+    :func:`from_dict`."""
     return dataclasses.asdict(cfg)
 
 
@@ -456,6 +479,7 @@ def presets_dir() -> Path:
 
 
 def list_presets() -> list[str]:
+    """The names of the bundled presets (``mnist/vlae``, ``tiny/test``, ...), sorted."""
     root = presets_dir()
     return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
 
@@ -477,6 +501,8 @@ def read_yaml(path: Path) -> dict:
 
 
 def resolve_preset(name_or_path: str) -> Path:
+    """The YAML file of a preset name or an existing ``.yaml`` / ``.yml`` path; an unknown
+    name raises :class:`~maevae.errors.ConfigError` listing the close matches."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") and p.exists():
         return p
@@ -501,6 +527,7 @@ def load_config(name_or_path: str, overrides: list[str] | None = None) -> RunCon
 
 
 def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    """``cfg`` with ``key=value`` overrides applied (``train.lr=3e-4``), validated again."""
     data = to_dict(cfg)
     for text in overrides:
         data = _merge(data, parse_override(text))
@@ -508,4 +535,5 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
 
 
 def dump_yaml(cfg: RunConfig) -> str:
+    """``cfg`` as YAML text, sections in their declared order (a run's ``config.yaml``)."""
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)

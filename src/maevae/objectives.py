@@ -199,6 +199,7 @@ class LossTerms:
     smooth: torch.Tensor  # = std (before gamma)
 
     def scalars(self) -> dict[str, float]:
+        """Every term as a Python float (for logging)."""
         return {k: float(v.detach()) for k, v in self.__dict__.items()}
 
 

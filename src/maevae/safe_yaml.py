@@ -160,6 +160,8 @@ def _kind(mode: int) -> str:
 
 
 def decode_utf8(data: bytes, where: str) -> str:
+    """``data`` as UTF-8 text, or one :class:`~maevae.errors.ConfigError` line naming
+    ``where`` and the first bad byte."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:

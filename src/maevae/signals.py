@@ -192,6 +192,7 @@ def exit_code(default: int = 130) -> int:
 
 
 def name(signum: int | None) -> str:
+    """The name of signal ``signum`` (``SIGINT``), or ``an interrupt`` for None."""
     return signal.Signals(signum).name if signum else "an interrupt"
 
 

@@ -31,6 +31,7 @@ class _ChecksumMismatch(Exception):
 
 
 def file_digest(path: str | Path, algorithm: str = "md5") -> str:
+    """The hex digest (``md5``, ``sha256``, ...) of a file, read in chunks."""
     h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(_CHUNK), b""):

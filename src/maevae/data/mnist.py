@@ -98,6 +98,8 @@ def mirrors_for(name: str) -> list[str]:
 
 
 def raw_dir(root: str | Path, name: str = "mnist") -> Path:
+    """The folder holding the idx files of ``name`` (``mnist`` or ``fashion_mnist``) under
+    ``root``."""
     return Path(root) / _variant(name).folder / "raw"
 
 

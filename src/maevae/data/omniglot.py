@@ -108,6 +108,7 @@ NOTE_ZIPS = (
 
 
 def find_chardata(root: str | Path) -> Path | None:
+    """The IWAE ``chardata.mat`` under ``root`` (``omniglot/`` first), or None."""
     root = Path(root)
     for candidate in (root / "omniglot" / "chardata.mat", root / "chardata.mat"):
         if candidate.is_file():
@@ -189,6 +190,9 @@ def read_chardata_mat(path: str | Path, *, fortran: bool = False) -> dict[str, n
 
 def omniglot_val_split(n: int, split: str, seed: int, n_val: int | None
                        ) -> tuple[np.ndarray, np.ndarray]:
+    """The validation split of ``n`` OMNIGLOT training images for ``split``:
+    ``(train_idx, val_idx)`` with ``n_val`` (default the split's own) held out by a seeded
+    shuffle."""
     if split not in SPLIT_N_VAL:
         raise DataError(
             f"unknown split {split!r} for omniglot; allowed: {', '.join(SPLIT_N_VAL)}"

@@ -15,6 +15,8 @@ __all__ = ["reconstruct_images", "sample_images"]
 
 @torch.no_grad()
 def sample_images(run_dir: str | Path, device: torch.device, n: int, seed: int) -> torch.Tensor:
+    """``n`` samples of the run in ``run_dir`` drawn with ``seed``: float CPU
+    ``[n, C, H, W]`` in [0, 1] (for figures; :meth:`maevae.Run.sample` gives uint8)."""
     run = load_run(run_dir, device)
     g = torch.Generator(device=device).manual_seed(seed)
     with autocast(device, "fp32"):
@@ -25,6 +27,8 @@ def sample_images(run_dir: str | Path, device: torch.device, n: int, seed: int) 
 @torch.no_grad()
 def reconstruct_images(run_dir: str | Path, data_root: str | None, device: torch.device,
                        n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` test images of a run, thresholded, and their reconstructions:
+    ``(x, x_hat)``, float CPU ``[n, C, H, W]`` in [0, 1]."""
     run = load_run(run_dir, device)
     binarize = run.config.data.binarize
     x = model_inputs(run.load_data(data_root).test_x[:n], binarize).to(device)  # thresholded

@@ -146,6 +146,12 @@ def evaluate_run(run_dir: str | Path, data_root: str | None, device: torch.devic
                  nll_samples: int | None = None, precision: str | None = None,
                  max_images: int | None = None, progress: bool = True, log=print,
                  compile: str | None = None) -> dict:
+    """Evaluate the trained run in ``run_dir`` on ``device`` and write its ``eval.json``.
+
+    The test statistics (ELBO, RE, KL, MPD, STD) and the importance-sampled NLL with
+    ``nll_samples`` (default ``eval.nll_samples``) samples per image over the fixed binarised
+    test copies (the first ``max_images`` only when given), resumable after an interruption.
+    Returns the written results as a dict."""
     run = RunDir(run_dir)
     cfg = load_run_config(run)
     if cfg.train.num_threads:

@@ -78,6 +78,9 @@ def validate_probe_args(latent: str = "mu", runs: int = 5, labels="100,1000,all"
 
 
 def check_suite_args(latent: str, runs, ks) -> list[int]:
+    """Validate the probe options: ``latent`` one of the latent modes, ``runs`` >= 1 and
+    the K-means ``ks`` positive integers; returns ``ks`` as ints, or raises one
+    :class:`~maevae.errors.MaevaeError` line."""
     if latent not in LATENTS:
         raise MaevaeError(f"--latent {latent!r}: choose one of {', '.join(LATENTS)}")
     if isinstance(runs, bool) or not isinstance(runs, (int, np.integer)) or runs < 1:
@@ -93,6 +96,8 @@ def check_suite_args(latent: str, runs, ks) -> list[int]:
 
 
 def validate_budgets(budgets: list, labels: np.ndarray, balanced: bool) -> None:
+    """Check that every label budget in ``budgets`` can be drawn from ``labels``
+    (``balanced``: the same number per class) before any encoding; one error line if not."""
     for b in budgets:
         try:
             label_subset(labels, b, np.random.default_rng(0), balanced=balanced)

@@ -30,12 +30,15 @@ FIGURE_FILES = {
 
 
 def fmt_s(s: float) -> str:
+    """Seconds as ``1.23 s`` (two decimals below 10 s, one above)."""
     return f"{s:.2f} s" if s < 10 else f"{s:.1f} s"
 
 
 def draw_figures(run_path: Path, cfg, model, data, device, arrays, kl_per_dim, latent: str,
                   n_samples: int, n_recon: int, tsne_points: int, tsne_iter: int, log,
                   autocast) -> tuple[dict[str, str], dict[str, float]]:
+    """Draw a run's figures into ``run_path`` (samples, reconstructions, t-SNE of the
+    codes, KL per dimension, ...); returns ``(figure name -> file, figure name -> seconds)``."""
     figs: dict[str, str] = {}
     times: dict[str, float] = {}
 
@@ -88,6 +91,8 @@ FIGURE_CAPTIONS = {
 
 
 def run_report(run, cfg, ev: dict, figs: dict[str, str], best: dict) -> str:
+    """The run's ``report.md``: its evaluation ``ev`` (likelihood, statistics, probes,
+    diagnostics) with the settings and timings, and the figures ``figs``."""
     st = ev.get("probe_settings", {})
     tm = ev.get("probe_timings", {})
     d = ev.get("diagnostics", {})

@@ -185,6 +185,8 @@ def build_color_model(cfg: ModelConfig | RunConfig, image_shape: Shape) -> VAE:
 
 
 def count_parameters(model: VAE) -> dict[str, int]:
+    """The number of parameters of ``model``'s encoder, prior and decoder, and their
+    ``total``."""
     def n(m):
         return sum(p.numel() for p in m.parameters())
 

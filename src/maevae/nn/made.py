@@ -49,4 +49,6 @@ class MADE(nn.Module):
         self.direct = MaskedLinear(m_direct, init_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [..., D] -> [..., D], output d depending only on the inputs before d in the
+        ordering."""
         return self.out(F.relu(self.inp(x))) + self.direct(x)

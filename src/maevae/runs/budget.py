@@ -116,6 +116,8 @@ def _culprit(model: ModelConfig, shape: Shape, need: float) -> str:
 
 
 def check_model(cfg: RunConfig, shape: Shape, memory: int) -> None:
+    """Refuse, with one :class:`~maevae.errors.ConfigError` line, a model whose training
+    state (weights, gradients, Adam, EMA) for ``shape`` images exceeds ``memory`` bytes."""
     weights, need = model_bytes(cfg.model, shape)
     if need > memory:
         who = _culprit(cfg.model, shape, need)

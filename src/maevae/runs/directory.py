@@ -87,6 +87,8 @@ class RunDir:
                                   f"`maevae train --resume {self.path}`")
 
     def create(self, config_yaml: str, meta: dict) -> None:
+        """Create the run directory with ``config.yaml`` and ``run.json`` (``meta``); refuses a
+        folder that holds another run. SIGINT / SIGTERM wait until both are written."""
         with signals.deferred():  # a signal waits until config.yaml and run.json are written
             self._create(config_yaml, meta)
 
@@ -106,6 +108,8 @@ class RunDir:
         run_files.atomic_write_text(self.path / "run.json", json.dumps(meta, indent=2))
 
     def meta(self) -> dict:
+        """``run.json`` as a dict; a missing, corrupt or malformed file raises
+        :class:`~maevae.errors.CheckpointError`."""
         p = self.path / "run.json"
         if not self.path.is_dir():
             raise CheckpointError(f"run directory {self.path} does not exist")
@@ -132,6 +136,7 @@ class RunDir:
         return meta
 
     def config_yaml(self) -> str:
+        """The text of the run's ``config.yaml`` (UTF-8 checked)."""
         p = self.path / "config.yaml"
         if not p.exists():
             raise CheckpointError(f"{p} is missing; the run directory is incomplete")
@@ -139,6 +144,7 @@ class RunDir:
 
     # ------------------------------------------------------------------------- metrics
     def append_metrics(self, row: dict) -> None:
+        """Append one row to ``metrics.jsonl``."""
         with open(self.path / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
 
@@ -269,9 +275,11 @@ class RunDir:
             shutil.rmtree(old, ignore_errors=True)
 
     def checkpoint_path(self, step: int) -> Path:
+        """The folder of the checkpoint at optimizer step ``step``."""
         return self.ckpt_dir / f"{CKPT_PREFIX}{step:08d}"
 
     def checkpoint_paths(self) -> list[Path]:
+        """The run's checkpoint folders, oldest first."""
         if not self.ckpt_dir.is_dir():
             return []
         return sorted(p for p in self.ckpt_dir.iterdir()
@@ -347,6 +355,8 @@ class RunDir:
 
     # -------------------------------------------------------------------------- best
     def save_best(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        """Replace ``best/`` with the model ``tensors`` and ``meta`` (atomically; SIGINT /
+        SIGTERM wait until it is done)."""
         with signals.deferred():  # SIGINT / SIGTERM wait until best/ is replaced
             self._save_best(tensors, meta)
 
@@ -376,6 +386,8 @@ class RunDir:
                                   ) from None
 
     def load_best(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """The best model's tensors and ``best/meta.json``, checked against their checksums;
+        a missing or damaged ``best/`` raises :class:`~maevae.errors.CheckpointError`."""
         meta_p, model_p = self.best_dir / "meta.json", self.best_dir / "model.safetensors"
         if not model_p.exists() or not meta_p.exists():
             raise CheckpointError(f"{self.path} has no trained model yet (best/ is missing); "

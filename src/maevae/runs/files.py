@@ -36,6 +36,7 @@ __all__ = [
 
 
 def sha256_bytes(data: bytes) -> str:
+    """The hex sha256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -50,6 +51,7 @@ def signed_json(obj: dict) -> bytes:
 
 
 class SignedJsonError(ValueError):
+    """A JSON file whose embedded checksum does not match its content."""
     pass
 
 
@@ -94,4 +96,5 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def tensors_to_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    """``tensors`` as safetensors bytes (detached, on the CPU, contiguous)."""
     return st_save({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()})

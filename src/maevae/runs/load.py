@@ -37,6 +37,9 @@ __all__ = [
 
 
 def load_run_config(run: RunDir) -> RunConfig:
+    """The :class:`~maevae.config.RunConfig` of a run, read from its ``config.yaml``
+    through the safe YAML loader; a bad file raises one :class:`~maevae.errors.ConfigError`
+    line."""
     import yaml
 
     from maevae import safe_yaml
@@ -71,6 +74,8 @@ def load_run_data(cfg: RunConfig, data_root: str | None) -> ImageSplits:
 
 
 def load_trained_model(run: RunDir, cfg: RunConfig, device: torch.device) -> tuple[VAE, dict]:
+    """The run's best (EMA) model on ``device`` in eval mode, and ``best/meta.json``;
+    weights that do not fit ``cfg`` raise one :class:`~maevae.errors.ConfigError` line."""
     meta = run.meta()
     tensors, best = run.load_best()
     model = build_model(cfg.model, tuple(meta["image_shape"])).to(device)
@@ -114,6 +119,7 @@ class Run(RunModel):
 
     @property
     def path(self) -> Path:
+        """The run directory."""
         return self.dir.path
 
     def load_data(self, data_root: str | None = None) -> ImageSplits:

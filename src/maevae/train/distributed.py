@@ -28,16 +28,20 @@ __all__ = [
 
 @dataclass
 class DistInfo:
+    """This process's place under ``torchrun``: its rank, the world size and the local
+    rank (one process: 0, 1, 0)."""
     rank: int = 0
     world: int = 1
     local_rank: int = 0
 
     @property
     def enabled(self) -> bool:
+        """True when more than one process trains."""
         return self.world > 1
 
     @property
     def is_main(self) -> bool:
+        """True for rank 0 (the process that logs and writes files)."""
         return self.rank == 0
 
 
@@ -104,6 +108,7 @@ def all_ranks(flag: bool, info: DistInfo, device: torch.device | str = "cpu") ->
 
 
 def barrier(info: DistInfo) -> None:
+    """Wait for every process (nothing with one process)."""
     if info.enabled:
         dist.barrier()
 

@@ -103,6 +103,8 @@ def _gen(seed: int, *salt: int, device: torch.device | str = "cpu") -> torch.Gen
 
 @dataclass
 class Counters:
+    """Where training is: steps, epoch, batch, skipped steps, the best epoch and why it
+    stopped (saved in every checkpoint)."""
     step: int = 0  # optimizer steps attempted (including skipped ones)
     epoch: int = 0  # current epoch (0-based)
     batch: int = 0  # next batch index within the epoch
@@ -114,6 +116,10 @@ class Counters:
 
 
 class Trainer:
+    """Trains ``cfg`` on ``data`` into the run directory ``run_dir``: data-dependent
+    initialisation, Adam steps with EMA, validation each epoch, checkpoints and ``best/``,
+    resuming, and (under ``torchrun``) data parallelism."""
+
     def __init__(self, cfg: RunConfig, data: ImageSplits, run_dir: RunDir, device: torch.device,
                  dist: DistInfo | None = None, progress: bool = True, log=print):
         self.cfg, self.data, self.run, self.device = cfg, data, run_dir, device
@@ -159,6 +165,8 @@ class Trainer:
                                 betas=tuple(t.betas), eps=t.adam_eps, fused=fused)
 
     def planned_steps(self) -> int:
+        """The optimizer steps the run will take at most (``max_epochs`` × batches per
+        epoch, capped by ``max_steps``)."""
         t = self.cfg.train
         steps = t.max_epochs * (len(self.train_x) // t.batch_size)
         return steps if t.max_steps is None else min(steps, t.max_steps)
@@ -194,12 +202,14 @@ class Trainer:
         self._wrap()
 
     def state_files(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The tensors of a checkpoint: the model, the EMA shadow and the optimizer state."""
         tensors, _ = optimizer_to_tensors(self.opt)
         return {"model": dict(self.model.state_dict()),
                 "ema": dict(self.ema.shadow.state_dict()),
                 "optim": tensors}
 
     def state_json(self) -> dict:
+        """The plain-data part of a checkpoint: counters, schedule, EMA and optimizer groups."""
         _, groups = optimizer_to_tensors(self.opt)
         return {"counters": self.counters.__dict__.copy(), "schedule": self.schedule.state(),
                 "ema": self.ema.state(), "optim_groups": groups}
@@ -266,6 +276,7 @@ class Trainer:
         return True
 
     def log_warning(self, msg: str) -> None:
+        """Print ``maevae: warning: msg`` to stderr (the main process only)."""
         if self.dist.is_main:
             print(f"maevae: warning: {msg}", file=sys.stderr)
 
