@@ -128,7 +128,11 @@ class Run(RunModel):
 
 
 def load_run(path: str | Path, device: torch.device | str | None = None) -> Run:
-    """Open the trained run in ``path`` (``device``: default ``auto``)."""
+    """Open the trained run in ``path`` (a folder made by ``maevae train --out``) as a
+    :class:`Run` with its best (EMA) model in eval mode on ``device`` (``"auto"`` when None:
+    CUDA if available; ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``). A missing
+    or damaged run, or an unknown device, raises one :class:`~maevae.errors.MaevaeError`
+    line."""
     run = RunDir(path)
     cfg = load_run_config(run)
     device = resolve_device("auto" if device is None else str(device))  # "gpu": one line
