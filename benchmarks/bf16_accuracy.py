@@ -26,7 +26,7 @@ import torch
 from maevae import device as prec
 from maevae.data.transforms import evaluation_inputs, redraw_dynamic
 from maevae.errors import MaevaeError
-from maevae.evaluate.likelihood import importance_sampled_batch, iterate_batches
+from maevae.inference.likelihood import importance_sampled_batch, iterate_batches
 from maevae.runs.directory import RunDir
 from maevae.runs.load import load_run_config, load_run_data, load_trained_model
 

@@ -45,7 +45,7 @@ from maevae.config import RunConfig, load_config
 from maevae.data import ImageSplits, load_dataset
 from maevae.data.transforms import evaluation_inputs
 from maevae.errors import MaevaeError
-from maevae.evaluate.likelihood import importance_sampled_batch, iterate_batches
+from maevae.inference.likelihood import importance_sampled_batch, iterate_batches
 from maevae.runs.directory import RunDir
 from maevae.train.distributed import DistInfo
 from maevae.train.trainer import Trainer

@@ -56,7 +56,7 @@ import torch
 
 from maevae import device as prec
 from maevae.config import ObjectiveConfig, RunConfig
-from maevae.evaluate.likelihood import importance_sampled_nll
+from maevae.inference.likelihood import importance_sampled_nll
 from maevae.models.build import build_model
 from maevae.nn import causal
 from maevae.nn import weightnorm as wn

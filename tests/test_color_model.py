@@ -5,7 +5,7 @@ import torch
 
 from maevae.config import ModelConfig, list_presets, load_config
 from maevae.errors import ConfigError
-from maevae.evaluate.likelihood import importance_sampled_nll
+from maevae.inference.likelihood import importance_sampled_nll
 from maevae.models.build import build_color_model, build_model, count_parameters
 from maevae.models.decoders import PixelCNNppDecoder
 from maevae.models.encoders import DenseNetEncoder

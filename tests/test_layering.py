@@ -5,7 +5,8 @@ Layers, lowest first; a module may import its own package (same first name under
 and never import each other::
 
     errors, fsutil, console < safe_yaml < data < config < device < nn < distributions < models
-        < objectives < statistics < runs < {train, evaluate} < digits_comparison < cli < __main__
+        < objectives < {statistics, inference} < runs < {train, evaluate}
+        < digits_comparison < cli < __main__
 
 Every import counts: module level, inside functions, and under ``if TYPE_CHECKING``.
 ``maevae/__init__.py`` (the package's face) may import anything, and anything may read
@@ -31,7 +32,7 @@ LAYERS: list[set[str]] = [
     {"distributions"},
     {"models"},
     {"objectives"},
-    {"statistics"},
+    {"statistics", "inference"},
     {"runs"},
     {"train", "evaluate"},
     {"digits_comparison"},

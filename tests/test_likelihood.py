@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from maevae.distributions import DiagGaussian
-from maevae.evaluate.likelihood import bits_per_dim, importance_sampled_nll
+from maevae.inference.likelihood import bits_per_dim, importance_sampled_nll
 from maevae.models.decoders import _BinaryDecoder
 from maevae.models.priors import AFPrior, StandardNormalPrior
 from maevae.models.vae import VAE

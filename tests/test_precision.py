@@ -132,7 +132,7 @@ def test_bf16_decoder_head_runs_in_fp32():
 
 
 def test_bf16_likelihood_keeps_encoder_and_prior_in_fp32():
-    from maevae.evaluate.likelihood import importance_sampled_batch
+    from maevae.inference.likelihood import importance_sampled_batch
 
     model, x = _tiny_vae()
     res = {}

@@ -17,6 +17,21 @@ from pathlib import Path
 from maevae import signals
 from maevae.errors import MaevaeError
 
+__all__ = [
+    "COMMANDS",
+    "EXAMPLES",
+    "build_parser",
+    "cmd_compare",
+    "cmd_eval",
+    "cmd_info",
+    "cmd_reconstruct",
+    "cmd_run",
+    "cmd_sample",
+    "cmd_train",
+    "image_shape_for",
+    "main",
+]
+
 EXAMPLES = {
     "train": """examples:
   maevae train mnist/mae_eta1.0_gamma0.5 --out runs/mae --data-root ~/data
@@ -89,6 +104,9 @@ def _config_sets(args) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``maevae`` argument parser: one sub-command per entry of :data:`COMMANDS`,
+    each with its options and examples (:data:`EXAMPLES`)."""
+
     parser = _Parser(
         prog="maevae",
         description="VAEs with mutual posterior-divergence regularization (MAE, ICLR 2019): "
@@ -175,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --------------------------------------------------------------------------- commands
 def cmd_info(args) -> None:
+    """``maevae info``: list the presets (``--list``) or print a preset's resolved config
+    and its parameter counts."""
     from maevae.config import list_presets, load_config
     from maevae.models.build import count_parameters
 
@@ -239,6 +259,8 @@ def image_shape_for(cfg, data_root: str | None = None) -> tuple[int, int, int]:
 
 
 def cmd_train(args) -> None:
+    """``maevae train``: make a run directory for a preset (or ``--resume`` one) and train
+    it (one process, or one per GPU under ``torchrun``)."""
     from maevae.config import load_config
     from maevae.device import resolve_device
     from maevae.runs.directory import RunDir
@@ -314,6 +336,8 @@ def cmd_train(args) -> None:
 
 
 def cmd_eval(args) -> None:
+    """``maevae eval``: the test statistics and the IS log-likelihood of a trained run,
+    written to its ``eval.json`` (:func:`maevae.evaluate.nll.evaluate_run`)."""
     from maevae.device import resolve_device
     from maevae.evaluate.nll import evaluate_run
 
@@ -343,6 +367,8 @@ def cmd_eval(args) -> None:
 
 
 def cmd_sample(args) -> None:
+    """``maevae sample``: ``-n`` images drawn from a trained run's model, saved as one PNG
+    grid."""
     from maevae.device import resolve_device
     from maevae.evaluate.figures import save_sample_grid
     from maevae.evaluate.generate import sample_images
@@ -368,6 +394,8 @@ def cmd_sample(args) -> None:
 
 
 def cmd_reconstruct(args) -> None:
+    """``maevae reconstruct``: the first ``-n`` test images of a run next to their
+    reconstructions, saved as one PNG grid."""
     from maevae.device import resolve_device
     from maevae.evaluate.figures import save_reconstruction_grid
     from maevae.evaluate.generate import reconstruct_images
@@ -400,6 +428,8 @@ def _check_png(out: Path) -> None:
 
 
 def cmd_run(args) -> None:
+    """``maevae run``: the main job, VLAE against MAE on the 8×8 digits
+    (:func:`maevae.digits_comparison.main_job`)."""
     from maevae.digits_comparison import main_job
     from maevae.runs.outputs import check_output_path
 
@@ -409,6 +439,8 @@ def cmd_run(args) -> None:
 
 
 def cmd_compare(args) -> None:
+    """``maevae compare``: one Markdown table of several evaluated runs, printed or
+    written to ``--out``."""
     from maevae.evaluate.compare import compare_runs
     from maevae.runs.outputs import check_output_path
 
@@ -427,6 +459,11 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample,
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The command line: parse ``argv`` (default ``sys.argv[1:]``) and run the command.
+
+    A :class:`~maevae.errors.MaevaeError` or an ``OSError`` becomes one ``maevae: error: ...``
+    line on stderr and exit status 2 (or the error's own); SIGINT / SIGTERM exit with
+    128 + the signal's number."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:  # a command is required: the help, and argparse's usage exit code

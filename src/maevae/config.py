@@ -26,6 +26,33 @@ from maevae import safe_yaml
 from maevae.data import registry as _datasets
 from maevae.errors import ConfigError
 
+__all__ = [
+    "DataConfig",
+    "DatasetName",
+    "DecoderConfig",
+    "EncoderConfig",
+    "EvalConfig",
+    "MAX_SEED",
+    "ModelConfig",
+    "ObjectiveConfig",
+    "PriorConfig",
+    "RunConfig",
+    "SplitName",
+    "TrainConfig",
+    "apply_overrides",
+    "dump_yaml",
+    "from_dict",
+    "list_presets",
+    "load_config",
+    "parse_override",
+    "parse_yaml",
+    "preset_text",
+    "read_config_source",
+    "read_yaml",
+    "to_dict",
+    "validate",
+]
+
 # Allowed data.name / data.split values: built from the dataset registry (its one owner), so
 # the Literal check gives "unknown value ...; allowed: ..." for them like any other enum.
 DatasetName = Literal[tuple(_datasets.DATASETS)]  # type: ignore[valid-type]
@@ -34,6 +61,8 @@ SplitName = Literal[_datasets.all_splits()]  # type: ignore[valid-type]
 
 @dataclass
 class DataConfig:
+    """The ``data`` section: which dataset and split, how images become model input
+    (binarised or 8-bit) and how many fixed binarised copies the val / test sets use."""
     name: DatasetName = "mnist"  # maevae.data.registry.DATASETS
     split: SplitName = "mae"  # which ones apply: the dataset's DatasetSpec.splits
     n_val: int | None = None  # None: the split's own size
@@ -52,6 +81,8 @@ class DataConfig:
 
 @dataclass
 class EncoderConfig:
+    """The ``model.encoder`` section: its type, the latent size (channels for
+    ``densenet``) and an optional clip of log-variances."""
     type: Literal["resnet", "densenet"] = "resnet"
     latent_dim: int = 32
     logvar_clip: float | None = None  # CIFAR: 7.0 (hardtanh to [-7, 7])
@@ -59,6 +90,8 @@ class EncoderConfig:
 
 @dataclass
 class DecoderConfig:
+    """The ``model.decoder`` section: its type and, per type, its size (PixelCNN mode,
+    channels, the z feature maps; PixelCNN++ mixture size and dropout)."""
     type: Literal["pixelcnn", "resnet", "pixelcnnpp"] = "pixelcnn"
     mode: Literal["small", "large", "paper_literal_6"] = "small"
     channels: int = 64
@@ -69,6 +102,8 @@ class DecoderConfig:
 
 @dataclass
 class PriorConfig:
+    """The ``model.prior`` section: an autoregressive-flow prior (``af``: blocks, MADE
+    hidden units, initial scale) or the standard normal."""
     type: Literal["af", "normal"] = "af"
     blocks: int = 4  # dual blocks (2 AF layers each)
     hidden: int = 320  # MADE hidden units (10 × latent_dim in the authors' code)
@@ -77,6 +112,7 @@ class PriorConfig:
 
 @dataclass
 class ModelConfig:
+    """The ``model`` section: encoder, decoder and prior (see :func:`maevae.build_model`)."""
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     prior: PriorConfig = field(default_factory=PriorConfig)
@@ -84,6 +120,8 @@ class ModelConfig:
 
 @dataclass
 class ObjectiveConfig:
+    """The ``objective`` section: the MAE weights ``eta`` (L_diverse) and ``gamma``
+    (L_smooth), the form of L_diverse, free bits and the posterior samples per term."""
     eta: float = 0.0  # weight of L_diverse (0 = VLAE)
     gamma: float = 0.0  # weight of L_smooth
     div_form: Literal["code", "paper"] = "code"
@@ -95,6 +133,8 @@ class ObjectiveConfig:
 
 @dataclass
 class TrainConfig:
+    """The ``train`` section: batch size, Adam, the learning-rate schedule and stopping
+    rule, EMA, initialisation, logging and checkpointing."""
     batch_size: int = 100
     lr: float = 1e-3
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
@@ -124,6 +164,8 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
+    """The ``eval`` section: importance samples K and their chunking, precision, an
+    optional limit on test images, and when to ``torch.compile`` the decoder."""
     nll_samples: int = 4096
     nll_chunk: int = 512  # importance samples per decoder pass
     precision: Literal["fp32", "bf16"] = "fp32"
@@ -134,6 +176,8 @@ class EvalConfig:
 
 @dataclass
 class RunConfig:
+    """A whole run's configuration: its name and seed and the sections above; what a
+    preset, ``config.yaml`` and :func:`load_config` hold."""
     name: str = "run"
     seed: int = 524287
     data: DataConfig = field(default_factory=DataConfig)
@@ -373,6 +417,8 @@ def _int64_checks(node: Any, prefix: str) -> None:
 
 
 def validate(cfg: RunConfig) -> RunConfig:
+    """Check every range and cross-field rule of ``cfg``; return it, or raise one
+    :class:`~maevae.errors.ConfigError` line naming the key and what is allowed."""
     for key, ok, allowed in _CHECKS:
         value = _get(cfg, key)
         if not ok(value):
@@ -383,10 +429,14 @@ def validate(cfg: RunConfig) -> RunConfig:
 
 
 def from_dict(data: dict) -> RunConfig:
+    """A validated :class:`RunConfig` from nested plain data (a YAML mapping); unknown keys
+    and bad values raise :class:`~maevae.errors.ConfigError`."""
     return validate(_build(RunConfig, data, ""))
 
 
 def to_dict(cfg: RunConfig) -> dict:
+    """``cfg`` as nested plain data (dicts, lists, numbers, strings), the inverse of
+    :func:`from_dict`."""
     return dataclasses.asdict(cfg)
 
 
@@ -505,6 +555,7 @@ def load_config(name_or_path: str, overrides: list[str] | None = None) -> RunCon
 
 
 def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
+    """``cfg`` with ``key=value`` overrides applied (``train.lr=3e-4``), validated again."""
     data = to_dict(cfg)
     for text in overrides:
         data = _merge(data, parse_override(text))
@@ -512,4 +563,5 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
 
 
 def dump_yaml(cfg: RunConfig) -> str:
+    """``cfg`` as YAML text, sections in their declared order (a run's ``config.yaml``)."""
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)

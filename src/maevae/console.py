@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
+__all__ = ["Timer", "bar", "fmt_s", "say", "stage", "warn"]
+
 
 def say(msg: str = "") -> None:
     """Print one log line to stdout without breaking an open progress bar."""

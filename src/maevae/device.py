@@ -29,6 +29,22 @@ from torch import nn
 
 from maevae.errors import ConfigError
 
+__all__ = [
+    "PRECISIONS",
+    "Precision",
+    "at_least_fp32",
+    "autocast",
+    "autocast_context",
+    "autocast_dtype",
+    "autocast_to",
+    "compile_decoder",
+    "compile_unavailable",
+    "full_precision",
+    "keep_freed_memory",
+    "maybe_compile_decoder",
+    "resolve_device",
+]
+
 Precision = Literal["fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 

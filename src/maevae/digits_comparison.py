@@ -24,6 +24,8 @@ from maevae.runs.load import load_run_data, new_run
 from maevae.statistics import fmt_stat
 from maevae.train.trainer import Trainer
 
+__all__ = ["COLUMNS", "PRESETS", "main_job", "render_report"]
+
 PRESETS = {"VLAE": "tiny/digits_vlae", "MAE": "tiny/digits_mae"}
 COLUMNS = [("nll", "NLL (IS)"), ("elbo", "L_elbo"), ("recon", "RE"), ("kl", "KL"),
            ("mpd", "MPD"), ("std", "STD")]
@@ -62,8 +64,9 @@ def _train_one(label: str, preset: str, out: Path, device: torch.device, progres
 
 def main_job(out: str | None = None, device_name: str = "auto", progress: bool = True,
              log=console.say, probes: bool = True) -> Path:
-    """Train, evaluate and compare the VLAE and the MAE into ``out`` (default
-    ``runs/main-<time>``); writes ``report.md`` and ``summary.json`` there."""
+    """``maevae run``: train and evaluate VLAE and MAE (:data:`PRESETS`) on the 8×8
+    digits in ``out`` (default ``runs/main-<time>``), probe their codes when ``probes``, and
+    write ``report.md`` and ``summary.json``; returns the output folder."""
     start = time.time()
     out_dir = Path(out) if out else Path("runs") / time.strftime("main-%Y%m%d-%H%M%S")
     if out_dir.exists() and any(out_dir.iterdir()):
@@ -103,6 +106,8 @@ def _table(results: dict) -> str:
 
 
 def render_report(results: dict, probe_md: str, seconds: float) -> str:
+    """The main job's ``report.md``: the test statistics of both models, whether MAE has
+    the larger KL and MPD, the probe tables ``probe_md`` and the time taken."""
     v, m = results["VLAE"], results["MAE"]
     verdict = ("n/a" if m["mpd"] is None or v["mpd"] is None
                else "yes" if m["kl"] > v["kl"] and m["mpd"] > v["mpd"] else "no")

@@ -6,6 +6,8 @@ fix it. The command line prints that line as ``maevae: error: ...`` and exits wi
 library users catch the class.
 """
 
+__all__ = ["CheckpointError", "ConfigError", "DataError", "MaevaeError"]
+
 
 class MaevaeError(Exception):
     """Base class: the message is a single line meant for the user."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+__all__ = ["fsync_dir"]
+
 
 def fsync_dir(folder: Path) -> None:
     """fsync a folder so a rename inside it is durable; a no-op where that is unsupported."""

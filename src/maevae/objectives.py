@@ -28,6 +28,23 @@ import torch.nn.functional as F
 
 from maevae.config import ObjectiveConfig
 from maevae.distributions import VAR_EPS
+from maevae.errors import MaevaeError
+
+__all__ = [
+    "LossTerms",
+    "MIN_DIVERGENCE_BATCH",
+    "MIN_MPD_BATCH",
+    "MIN_STD_BATCH",
+    "PosteriorDivergence",
+    "batch_mpd_std",
+    "free_bits_threshold",
+    "mean_or_none",
+    "mean_pairwise_kl_per_dim",
+    "pairwise_kl",
+    "pairwise_total_kl",
+    "posterior_divergence",
+    "training_loss",
+]
 
 
 def pairwise_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -72,7 +89,9 @@ def mean_pairwise_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Te
 
 @dataclass
 class PosteriorDivergence:
-    """Batch statistics of the mutual posterior divergence (scalars, in nats)."""
+    """Batch statistics of the mutual posterior divergence, in nats (see
+    :func:`posterior_divergence`): ``mpd``, ``std``, ``diverse`` 0-d tensors, ``per_dim``
+    [D]."""
 
     mpd: torch.Tensor
     std: torch.Tensor
@@ -84,14 +103,31 @@ def posterior_divergence(mu: torch.Tensor, logvar: torch.Tensor,
                          form: Literal["code", "paper"] = "code") -> PosteriorDivergence:
     """MPD, STD and L_diverse (before eta) of a batch of diagonal-Gaussian posteriors.
 
-    mu, logvar: [B, D] with B >= 2. With B = 2 ``std`` is |T_12 - T_21| / sqrt 2, the
-    asymmetry of the one pair's KL; reported statistics need B >= 3 (:data:`MIN_STD_BATCH`).
+    The mutual posterior divergence of the paper (§3.2): for posteriors
+    q_i = N(mu_i, diag exp(logvar_i)), i = 1..B, and each latent dimension k::
+
+        KL_k(i || j) = 1/2 [ s_ik / s_jk + (mu_ik - mu_jk)^2 / s_jk - log(s_ik / s_jk) - 1 ]
+        M_k  = 1 / (B(B-1)) sum_{i != j} KL_k(i || j)             (s = exp(logvar))
+        mpd  = sum_k M_k
+        std  = unbiased std over the B(B-1) ordered pairs of T_ij = sum_k KL_k(i || j)
+
+    (1e-12 is added to each s_jk divisor.) mu, logvar: [B, D] float tensors (half precision
+    is computed in fp32), e.g. ``Run.posterior(images)``; B >= 2, else a one-line
+    :class:`~maevae.errors.MaevaeError`. Returns a :class:`PosteriorDivergence` of 0-d
+    tensors ``mpd``, ``std``, ``diverse`` and ``per_dim`` [D] (= M_k), differentiable in mu
+    and logvar.
+    With B = 2 ``std`` is |T_12 - T_21| / sqrt 2, the asymmetry of the one pair's KL;
+    reported statistics need B >= 3 (:data:`MIN_STD_BATCH`).
     form="code":  L_diverse = sum_k softplus(-M_k)              (authors' released code)
     form="paper": L_diverse = 1/M sum_{i != j} sum_k softplus(-KL_k(i || j))   (Eq. 8)
     """
+    if mu.ndim != 2 or logvar.shape != mu.shape:
+        raise MaevaeError(f"posterior_divergence: mu and logvar must both be [B, D], got "
+                          f"{list(mu.shape)} and {list(logvar.shape)}")
     b = mu.shape[0]
     if b < 2:
-        raise ValueError("posterior_divergence needs a batch of at least 2 posteriors")
+        raise MaevaeError(f"posterior_divergence needs a batch of at least 2 posteriors, got "
+                          f"B = {b}")
     if mu.dtype in (torch.float16, torch.bfloat16):  # the pairwise sums need >= fp32
         mu, logvar = mu.float(), logvar.float()
     per_dim = mean_pairwise_kl_per_dim(mu, logvar)  # [D]
@@ -163,6 +199,7 @@ class LossTerms:
     smooth: torch.Tensor  # = std (before gamma)
 
     def scalars(self) -> dict[str, float]:
+        """Every term as a Python float (for logging)."""
         return {k: float(v.detach()) for k, v in self.__dict__.items()}
 
 

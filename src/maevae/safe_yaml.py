@@ -28,6 +28,8 @@ import yaml
 
 from maevae.errors import ConfigError
 
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "decode_utf8", "loads", "read_bytes_limited"]
+
 MAX_BYTES = 1 << 20  # 1 MiB: the largest preset is under 1 KiB
 MAX_DEPTH = 32  # a maevae config nests 3 levels
 MAX_NODES = 10_000  # a preset has < 100; parsing costs ~60 us a node, so this bounds the time
@@ -158,6 +160,8 @@ def _kind(mode: int) -> str:
 
 
 def decode_utf8(data: bytes, where: str) -> str:
+    """``data`` as UTF-8 text, or one :class:`~maevae.errors.ConfigError` line naming
+    ``where`` and the first bad byte."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -26,6 +26,21 @@ from contextlib import contextmanager
 
 from maevae.errors import MaevaeError
 
+__all__ = [
+    "Interrupted",
+    "SIGNALS",
+    "acknowledge",
+    "active",
+    "deferred",
+    "exit_code",
+    "flag_only",
+    "installed",
+    "name",
+    "pending",
+    "received",
+    "record_only",
+]
+
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -177,6 +192,7 @@ def exit_code(default: int = 130) -> int:
 
 
 def name(signum: int | None) -> str:
+    """The name of signal ``signum`` (``SIGINT``), or ``an interrupt`` for None."""
     return signal.Signals(signum).name if signum else "an interrupt"
 
 

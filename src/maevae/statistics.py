@@ -20,6 +20,8 @@ from maevae.device import autocast
 from maevae.models.vae import VAE, Terms
 from maevae.objectives import batch_mpd_std, mean_or_none
 
+__all__ = ["NA", "batch_statistics", "fmt_stat"]
+
 NA = "n/a"  # how a statistic that no batch qualified for is printed
 
 

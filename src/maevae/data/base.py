@@ -9,6 +9,8 @@ import numpy as np
 
 from maevae.errors import DataError
 
+__all__ = ["ImageSplits"]
+
 _FIX = {
     "train": "add images, or lower data.n_val / data.test_fraction",
     "val": "add images, or set data.n_val to at least 1 (it must leave training images)",
@@ -49,10 +51,12 @@ class ImageSplits:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of every image."""
         c, h, w = self.train_x.shape[1:]
         return int(c), int(h), int(w)
 
     def sizes(self) -> tuple[int, int, int]:
+        """The number of images in ``(train, val, test)``."""
         return len(self.train_x), len(self.val_x), len(self.test_x)
 
     def validate(self) -> ImageSplits:
@@ -89,6 +93,7 @@ class ImageSplits:
         return self
 
     def summary(self) -> str:
+        """One line: the name, the split sizes and the image shape."""
         c, h, w = self.image_shape
         ntr, nva, nte = self.sizes()
         return f"{self.name}: {ntr}/{nva}/{nte} train/val/test images of {c}x{h}x{w}"

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+__all__ = ["dynamic_binarize", "fixed_binarized_copies", "threshold"]
+
 
 def _intensity(x: torch.Tensor) -> torch.Tensor:
     if x.dtype == torch.uint8:

@@ -24,6 +24,22 @@ from maevae.data.download import download as _download
 from maevae.data.splits import seeded_holdout
 from maevae.errors import DataError
 
+__all__ = [
+    "CIFAR10_MIRRORS",
+    "FOLDER",
+    "MAX_BATCH_BYTES",
+    "N_VAL",
+    "RestrictedUnpickler",
+    "TARBALL",
+    "TARBALL_MD5",
+    "TEST_BATCH",
+    "TRAIN_BATCHES",
+    "load_cifar10_arrays",
+    "read_batch",
+    "safe_load_pickle",
+    "split_cifar",
+]
+
 FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
@@ -52,12 +68,14 @@ class RestrictedUnpickler(pickle.Unpickler):
     """Unpickler that only resolves the globals a numpy-array-in-a-dict pickle needs."""
 
     def find_class(self, module: str, name: str):  # noqa: D401 - pickle API
+        """Only the globals a CIFAR-10 batch needs; any other raises ``UnpicklingError``."""
         obj = _allowed_globals().get((module, name))
         if obj is None:
             raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
         return obj
 
     def persistent_load(self, pid):
+        """Refuse persistent ids (CIFAR-10 batches have none)."""
         raise pickle.UnpicklingError("persistent ids are not allowed")
 
 
@@ -163,6 +181,8 @@ def _mirrors() -> list[str]:
 
 def load_cifar10_arrays(root: str | Path, *, download: bool = True
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The CIFAR-10 python batches under ``root`` (downloaded and checked when missing and
+    ``download``): ``(train_x [50000, 3, 32, 32] uint8, train_y [50000] int64, test_x, test_y)``."""
     root = Path(root)
     folder = root / FOLDER
     names = TRAIN_BATCHES + (TEST_BATCH,)
@@ -196,6 +216,8 @@ def batch_files(root: str | Path) -> list[Path]:
 
 
 def split_cifar(n: int, split: str, seed: int, n_val: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``mae`` split of ``n`` training images: ``(train_idx, val_idx)`` with ``n_val``
+    (default :data:`N_VAL`) held out by a seeded shuffle."""
     if split != "mae":
         raise DataError(f"unknown split {split!r} for cifar10; allowed: mae")
     n_val = N_VAL if n_val is None else n_val

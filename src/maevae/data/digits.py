@@ -14,11 +14,15 @@ import numpy as np
 from maevae.data.splits import seeded_three_way
 from maevae.errors import DataError
 
+__all__ = ["N_TEST", "N_VAL", "load_digits_arrays", "split_digits"]
+
 N_TEST = 297
 N_VAL = 150
 
 
 def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1,797 8×8 digits as ``(x uint8 [N, 1, 8, 8], y int64 [N])``, the
+    intensities 0..16 scaled to 0..255 and rounded."""
     try:
         from sklearn.datasets import load_digits
     except ImportError:  # pragma: no cover - scikit-learn is a dependency
@@ -34,6 +38,8 @@ def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
 def split_digits(n: int, seed: int, n_val: int | None = None, n_test: int = N_TEST
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A seeded three-way split of ``n`` digits: ``(train_idx, val_idx, test_idx)`` with
+    ``n_test`` test and ``n_val`` (default :data:`N_VAL`) validation images."""
     n_val = N_VAL if n_val is None else n_val
     if n_val < 0 or n_test < 0 or n_val + n_test >= n:
         raise DataError(

@@ -20,6 +20,8 @@ from pathlib import Path
 from maevae.errors import DataError
 from maevae.fsutil import fsync_dir
 
+__all__ = ["DEFAULT_TIMEOUT", "download", "file_digest"]
+
 DEFAULT_TIMEOUT = 20.0
 _CHUNK = 1 << 20
 _USER_AGENT = "maevae-data/0.1 (+python urllib)"
@@ -30,6 +32,7 @@ class _ChecksumMismatch(Exception):
 
 
 def file_digest(path: str | Path, algorithm: str = "md5") -> str:
+    """The hex digest (``md5``, ``sha256``, ...) of a file, read in chunks."""
     h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(_CHUNK), b""):

@@ -28,6 +28,15 @@ from maevae.data.images import image_header, load_image
 from maevae.data.splits import seeded_three_way
 from maevae.errors import DataError
 
+__all__ = [
+    "EXTENSIONS",
+    "GREY_MODES",
+    "MAX_ARRAY_BYTES",
+    "infer_image_size",
+    "list_images",
+    "load_folder",
+]
+
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 # Largest uint8 array a folder dataset becomes (N x C x H x W bytes).
 MAX_ARRAY_BYTES = 16 << 30
@@ -187,6 +196,10 @@ def infer_image_size(folder: Path) -> tuple[int, int]:
 def load_folder(folder: Path, *, seed: int = 524287, n_val: int | None = None,
                 channels: int | None = None, image_size=None, test_fraction: float = 0.1,
                 val_fraction: float = 0.1) -> ImageSplits:
+    """An :class:`~maevae.data.ImageSplits` of the images in ``folder`` (one subfolder
+    per class gives labels; a flat folder is unlabelled), resized to ``image_size``, grey
+    (``channels=1``) or RGB (3), split by a seeded shuffle into ``test_fraction`` /
+    ``val_fraction`` (or ``n_val``) / the rest."""
     from PIL import Image
 
     if channels not in (None, 1, 3):

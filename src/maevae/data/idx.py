@@ -24,6 +24,18 @@ import numpy as np
 
 from maevae.errors import DataError
 
+__all__ = [
+    "GZIP_MAGIC",
+    "IDX_DTYPES",
+    "MAX_GZIP_BYTES",
+    "MAX_IDX_BYTES",
+    "parse_idx",
+    "read_file_content",
+    "read_idx",
+    "read_idx_content",
+    "write_idx",
+]
+
 # IDX dtype code -> numpy dtype (big-endian as stored on disk).
 IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),

@@ -17,6 +17,15 @@ from pathlib import Path
 
 from maevae.errors import DataError
 
+__all__ = [
+    "FORMATS",
+    "MAX_IMAGE_FILE_BYTES",
+    "MAX_IMAGE_PIXELS",
+    "image_header",
+    "load_image",
+    "load_image_bytes",
+]
+
 # Formats the folder loader and the OMNIGLOT zips hold (PIL opens camera MPO files as JPEG).
 FORMATS = ("PNG", "JPEG")
 # Largest image maevae decodes: 8192 x 8192 (a 64 Mpx RGB image decodes to 192 MiB).

@@ -24,6 +24,18 @@ from maevae.data.download import download as _download
 from maevae.data.idx import parse_idx, read_idx_content
 from maevae.errors import DataError
 
+__all__ = [
+    "EXPECTED_COUNTS",
+    "FASHION_MNIST_GZ_MD5",
+    "FASHION_MNIST_MIRRORS",
+    "MNIST_MD5",
+    "MNIST_MIRRORS",
+    "STEMS",
+    "load_idx_pair",
+    "mirrors_for",
+    "raw_dir",
+]
+
 # (stem, md5 of the uncompressed content)
 MNIST_MD5: dict[str, str] = {
     "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
@@ -86,6 +98,8 @@ def mirrors_for(name: str) -> list[str]:
 
 
 def raw_dir(root: str | Path, name: str = "mnist") -> Path:
+    """The folder holding the idx files of ``name`` (``mnist`` or ``fashion_mnist``) under
+    ``root``."""
     return Path(root) / _variant(name).folder / "raw"
 
 

@@ -55,6 +55,31 @@ from maevae.data.paths import user_cache_dir
 from maevae.data.splits import seeded_holdout
 from maevae.errors import DataError
 
+__all__ = [
+    "CACHE_KEYS",
+    "CACHE_NAME",
+    "CACHE_VERSION",
+    "IWAE_SEED",
+    "MAT_KEYS",
+    "MAX_CACHE_BYTES",
+    "NOTE_ZIPS",
+    "OMNIGLOT_MIRRORS",
+    "SIDE",
+    "SPLIT_N_VAL",
+    "TEST_FRACTION",
+    "TEST_SPLIT_SEED",
+    "ZIP_NAMES",
+    "ZIP_SHA256",
+    "area_matrix",
+    "build_omniglot28",
+    "find_chardata",
+    "load_omniglot",
+    "load_omniglot_zip_arrays",
+    "omniglot_val_split",
+    "read_chardata_mat",
+    "zip_test_split",
+]
+
 MAT_KEYS = ("data", "target", "testdata", "testtarget")
 SPLIT_N_VAL = {"mae": 2345, "iwae": 1345}
 IWAE_SEED = 123
@@ -83,6 +108,7 @@ NOTE_ZIPS = (
 
 
 def find_chardata(root: str | Path) -> Path | None:
+    """The IWAE ``chardata.mat`` under ``root`` (``omniglot/`` first), or None."""
     root = Path(root)
     for candidate in (root / "omniglot" / "chardata.mat", root / "chardata.mat"):
         if candidate.is_file():
@@ -164,6 +190,9 @@ def read_chardata_mat(path: str | Path, *, fortran: bool = False) -> dict[str, n
 
 def omniglot_val_split(n: int, split: str, seed: int, n_val: int | None
                        ) -> tuple[np.ndarray, np.ndarray]:
+    """The validation split of ``n`` OMNIGLOT training images for ``split``:
+    ``(train_idx, val_idx)`` with ``n_val`` (default the split's own) held out by a seeded
+    shuffle."""
     if split not in SPLIT_N_VAL:
         raise DataError(
             f"unknown split {split!r} for omniglot; allowed: {', '.join(SPLIT_N_VAL)}"

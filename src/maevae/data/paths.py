@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+__all__ = ["ENV_DATA", "resolve_data_root", "root_is_explicit", "user_cache_dir"]
+
 ENV_DATA = "MAEVAE_DATA"
 
 

@@ -70,6 +70,7 @@ class DatasetSpec:
 
     @property
     def default_split(self) -> str:
+        """The split a config gets when it names none (the first of ``splits``)."""
         return self.splits[0]
 
 

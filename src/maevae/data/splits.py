@@ -30,6 +30,9 @@ import numpy as np
 
 from maevae.errors import DataError
 
+__all__ = ["AUTHORS_N_TRAIN", "AUTHORS_SEED", "MNIST_SPLITS", "authors_holdout", "seeded_holdout",
+           "seeded_three_way", "split_indices", "tail_holdout"]
+
 MNIST_SPLITS: dict[str, int] = {"mae": 2000, "iwae": 400, "classic": 10000, "authors": 2000}
 
 AUTHORS_SEED = 524287  # the authors' --seed default, given to np.random.seed

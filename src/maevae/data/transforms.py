@@ -24,6 +24,16 @@ import torch
 
 from maevae.data.binarize import dynamic_binarize, fixed_binarized_copies, threshold
 
+__all__ = [
+    "data_dims",
+    "evaluation_inputs",
+    "model_inputs",
+    "redraw_dynamic",
+    "scale_8bit",
+    "to_unit",
+    "training_inputs",
+]
+
 
 def scale_8bit(x_u8: torch.Tensor) -> torch.Tensor:
     """uint8 0..255 -> float in [-1, 1] (the PixelCNN++ input)."""

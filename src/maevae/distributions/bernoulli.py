@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+__all__ = ["bernoulli_log_prob"]
+
 
 def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """log Bernoulli(x; sigmoid(logits)) summed over all but the first axis; -> [N]."""

@@ -11,6 +11,15 @@ from dataclasses import dataclass
 
 import torch
 
+__all__ = [
+    "DiagGaussian",
+    "LOG_2PI",
+    "VAR_EPS",
+    "gaussian_log_prob",
+    "kl_diag_gaussian_standard_normal",
+    "standard_normal_log_prob",
+]
+
 LOG_2PI = math.log(2 * math.pi)
 VAR_EPS = 1e-12  # the authors' code adds this to variances in divisions
 

@@ -31,6 +31,18 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+__all__ = [
+    "CDF_DELTA_MIN",
+    "HALF_BIN",
+    "LOG_BIN",
+    "MIN_LOG_SCALE",
+    "discretized_logistic_channel_log_probs",
+    "discretized_logistic_mixture_log_prob",
+    "discretized_logistic_mixture_pixel_log_prob",
+    "sample_discretized_logistic_mixture",
+    "split_mixture_params",
+]
+
 HALF_BIN = 1.0 / 255.0  # bin half-width in [-1, 1] units
 LOG_BIN = math.log(2.0 / 255.0)  # log bin width (pdf fallback)
 MIN_LOG_SCALE = -7.0

@@ -22,52 +22,20 @@ import torch
 from safetensors.torch import load as st_load
 
 from maevae import console
-from maevae.data.transforms import model_inputs
 from maevae.device import resolve_device
-from maevae.distributions import DiagGaussian
 from maevae.errors import MaevaeError
-from maevae.models.vae import LATENT_CODES, posterior_code
+from maevae.inference.encode import LATENTS, encode_images
 from maevae.runs.files import atomic_write_bytes, atomic_write_text, sha256_bytes, tensors_to_bytes
 from maevae.runs.load import load_run
 
-LATENTS = LATENT_CODES
+__all__ = ["CODES_FORMAT", "LATENT_TITLES", "run_codes"]
+
 LATENT_TITLES = {
     "mu": "posterior mean mu(x)",
     "mean50": "mean of 50 posterior samples",
     "sample": "one posterior sample",
 }
-ENCODE_BATCH = 500
 CODES_FORMAT = 1
-
-
-@torch.no_grad()
-def encode_images(model, x_u8: np.ndarray, binarize: bool, latent: str = "mu",
-                  device: torch.device | None = None, generator: torch.Generator | None = None,
-                  batch: int = ENCODE_BATCH, on_batch: Callable[[int], None] | None = None
-                  ) -> dict[str, torch.Tensor]:
-    """Encode uint8 images [N, C, H, W] in batches; returns float32 CPU tensors.
-
-    ``{"codes": [N, D], "mu": [N, D], "logvar": [N, D]}``. ``codes`` is ``mu`` for
-    ``latent="mu"``, the mean of 50 reparameterised samples of q(z|x) for ``"mean50"``
-    (= mu + sigma * noise / sqrt(50)) and one sample for ``"sample"`` (drawn with
-    ``generator``, which must live on ``device``). ``on_batch(n)`` reports progress.
-    """
-    device = device or next(model.parameters()).device
-    model.eval()
-    out: dict[str, list[torch.Tensor]] = {"codes": [], "mu": [], "logvar": []}
-    for start in range(0, len(x_u8), batch):
-        x = model_inputs(x_u8[start:start + batch], binarize).to(device)
-        q = model.encoder(x)
-        mu, logvar = q.mu.float().flatten(1), q.logvar.float().flatten(1)  # [B, D]
-        z = posterior_code(DiagGaussian(mu, logvar), latent, generator)  # [B, D]
-        out["codes"].append(z.cpu())
-        out["mu"].append(mu.cpu())
-        out["logvar"].append(logvar.cpu())
-        if on_batch is not None:
-            on_batch(x.shape[0])
-    if not out["codes"]:
-        raise MaevaeError("no images to encode: the split is empty")
-    return {k: torch.cat(v) for k, v in out.items()}
 
 
 def _data_fingerprint(data) -> str:

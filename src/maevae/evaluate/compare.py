@@ -21,6 +21,8 @@ from maevae.runs.directory import RunDir
 from maevae.runs.load import load_run_config
 from maevae.runs.results import EVAL_FILE, read_results
 
+__all__ = ["compare_runs", "paper_key_for", "probe_section"]
+
 _PAPER_DATASETS = {"mnist": ("mnist",), "omniglot": ("omniglot", "omniglot_mat"),
                    "cifar10": ("cifar10",)}
 

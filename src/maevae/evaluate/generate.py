@@ -10,9 +10,13 @@ from maevae.data.transforms import model_inputs, to_unit
 from maevae.device import autocast
 from maevae.runs.load import load_run
 
+__all__ = ["reconstruct_images", "sample_images"]
+
 
 @torch.no_grad()
 def sample_images(run_dir: str | Path, device: torch.device, n: int, seed: int) -> torch.Tensor:
+    """``n`` samples of the run in ``run_dir`` drawn with ``seed``: float CPU
+    ``[n, C, H, W]`` in [0, 1] (for figures; :meth:`maevae.Run.sample` gives uint8)."""
     run = load_run(run_dir, device)
     g = torch.Generator(device=device).manual_seed(seed)
     with autocast(device, "fp32"):

@@ -21,7 +21,7 @@ from maevae.config import RunConfig
 from maevae.data.transforms import data_dims, evaluation_inputs, redraw_dynamic
 from maevae.device import autocast_dtype, maybe_compile_decoder
 from maevae.errors import ConfigError, MaevaeError
-from maevae.evaluate.likelihood import bits_per_dim, importance_sampled_batch, iterate_batches
+from maevae.inference.likelihood import bits_per_dim, importance_sampled_batch, iterate_batches
 from maevae.models.vae import VAE
 from maevae.runs.budget import check_copies, check_model, device_memory
 from maevae.runs.directory import RunDir
@@ -42,6 +42,13 @@ from maevae.runs.results import (
     write_results,
 )
 from maevae.statistics import batch_statistics, fmt_stat
+
+__all__ = [
+    "COMPILE_AFTER_SAMPLES",
+    "PARTIAL_EVERY_S",
+    "evaluate_run",
+    "importance_sampled_test_nll",
+]
 
 PARTIAL_EVERY_S = 30.0
 
@@ -137,6 +144,12 @@ def evaluate_run(run_dir: str | Path, data_root: str | None, device: torch.devic
                  nll_samples: int | None = None, precision: str | None = None,
                  max_images: int | None = None, progress: bool = True, log=console.say,
                  compile: str | None = None) -> dict:
+    """Evaluate the trained run in ``run_dir`` on ``device`` and write its ``eval.json``.
+
+    The test statistics (ELBO, RE, KL, MPD, STD) and the importance-sampled NLL with
+    ``nll_samples`` (default ``eval.nll_samples``) samples per image over the fixed binarised
+    test copies (the first ``max_images`` only when given), resumable after an interruption.
+    Returns the written results as a dict."""
     run = RunDir(run_dir)
     cfg = load_run_config(run)
     if cfg.train.num_threads:

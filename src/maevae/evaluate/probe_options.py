@@ -18,6 +18,19 @@ from maevae.errors import MaevaeError
 from maevae.evaluate.codes import LATENTS
 from maevae.evaluate.probes import label_subset
 
+__all__ = [
+    "DEFAULT_KS",
+    "DEFAULT_LABELS",
+    "POOLS",
+    "ProbePlan",
+    "check_suite_args",
+    "fit_to_sizes",
+    "parse_label_budgets",
+    "pool_size",
+    "validate_budgets",
+    "validate_probe_args",
+]
+
 DEFAULT_KS = (10, 20, 30)
 DEFAULT_LABELS = "100,1000,all"
 POOLS = ("train+val", "train")

@@ -23,6 +23,9 @@ from maevae.evaluate.compare import paper_key_for
 from maevae.evaluate.report import render_run_report
 from maevae.runs.directory import RunDir
 
+__all__ = ["CURVE_KEYS", "FIGURE_CAPTIONS", "FIGURE_FILES", "draw_figures", "draw_training_curves",
+           "run_report", "training_curve_rows"]
+
 FIGURE_FILES = {
     "tsne": "tsne.png",
     "reconstructions": "reconstructions.png",
@@ -128,6 +131,8 @@ FIGURE_CAPTIONS = {
 
 
 def run_report(run, cfg, ev: dict, figs: dict[str, str], best: dict) -> str:
+    """The run's ``report.md``: its evaluation ``ev`` (likelihood, statistics, probes,
+    diagnostics) with the settings and timings, and the figures ``figs``."""
     st = ev.get("probe_settings", {})
     tm = ev.get("probe_timings", {})
     d = ev.get("diagnostics", {})

@@ -28,15 +28,27 @@ without it the decoder has 42,703,712.
 from __future__ import annotations
 
 from collections.abc import Callable
+from numbers import Integral
 
 from torch import nn
 
-from maevae.config import ModelConfig
+from maevae.config import ModelConfig, RunConfig
 from maevae.errors import ConfigError
 from maevae.models.decoders import PixelCNNDecoder, PixelCNNppDecoder, ResNetDecoder
 from maevae.models.encoders import DenseNetEncoder, ResNetEncoder
 from maevae.models.priors import AFPrior, Made2dAFPrior, StandardNormalPrior
 from maevae.models.vae import VAE
+
+__all__ = [
+    "DECODERS",
+    "ENCODERS",
+    "PAIRS",
+    "PRIORS",
+    "Shape",
+    "build_color_model",
+    "build_model",
+    "count_parameters",
+]
 
 Shape = tuple[int, int, int]
 
@@ -130,8 +142,23 @@ def _unsupported_pair(cfg: ModelConfig) -> ConfigError:
                        "pixelcnn or resnet)")
 
 
-def build_model(cfg: ModelConfig, image_shape: Shape) -> VAE:
-    """Instantiate the configured encoder, decoder and prior for images of ``image_shape``."""
+def build_model(cfg: ModelConfig | RunConfig, image_shape: Shape) -> VAE:
+    """Instantiate the configured encoder, decoder and prior for images of ``image_shape``.
+
+    ``cfg``: a :class:`~maevae.config.ModelConfig` or a whole
+    :class:`~maevae.config.RunConfig` (its ``model`` section is used, e.g. from
+    ``maevae.config.load_config("tiny/test")``); ``image_shape``: ``(C, H, W)``. Returns an
+    untrained :class:`~maevae.models.vae.VAE` on the CPU, in training mode (initialise it with
+    a data-dependent pass as training does, or load weights). A bad type or pairing raises
+    one :class:`~maevae.errors.ConfigError` line.
+    """
+    if isinstance(cfg, RunConfig):
+        cfg = cfg.model
+    if (not isinstance(image_shape, (tuple, list)) or len(image_shape) != 3
+            or not all(isinstance(v, Integral) and v > 0 for v in image_shape)):
+        raise ConfigError(f"image_shape={image_shape!r}: give (C, H, W), three positive "
+                          "integers, e.g. (1, 28, 28)")
+    image_shape = tuple(int(v) for v in image_shape)
     make_encoder = _lookup(ENCODERS, "model.encoder.type", cfg.encoder.type)
     make_decoder = _lookup(DECODERS, "model.decoder.type", cfg.decoder.type)
     make_prior = _lookup(PRIORS, "model.prior.type", cfg.prior.type)
@@ -143,19 +170,23 @@ def build_model(cfg: ModelConfig, image_shape: Shape) -> VAE:
     return VAE(encoder, decoder, prior, image_shape)
 
 
-def build_color_model(cfg: ModelConfig, image_shape: Shape) -> VAE:
+def build_color_model(cfg: ModelConfig | RunConfig, image_shape: Shape) -> VAE:
     """The CIFAR-10 VAE from a :class:`~maevae.config.ModelConfig`.
 
     Needs encoder.type=densenet with decoder.type=pixelcnnpp on 3-channel images whose sides
     are divisible by 4 (the paper: 3×32×32, latent 16×8×8); prior.type af (MADE2d flow) or
     normal.
     """
+    if isinstance(cfg, RunConfig):
+        cfg = cfg.model
     if cfg.encoder.type != "densenet" or cfg.decoder.type != "pixelcnnpp":
         raise _unsupported_pair(cfg)
     return build_model(cfg, image_shape)
 
 
 def count_parameters(model: VAE) -> dict[str, int]:
+    """The number of parameters of ``model``'s encoder, prior and decoder, and their
+    ``total``."""
     def n(m):
         return sum(p.numel() for p in m.parameters())
 

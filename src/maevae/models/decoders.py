@@ -28,6 +28,8 @@ from maevae.nn.pixelcnnpp import PixelCNNpp
 from maevae.nn.resnet import DeconvResNetBlock, halvings
 from maevae.nn.weightnorm import Conv2dWN, ConvTranspose2dWN, LinearWN
 
+__all__ = ["KERNELS", "PixelCNNDecoder", "PixelCNNppDecoder", "ResNetDecoder"]
+
 KERNELS = {
     "small": [7, 7, 7, 5, 5, 3, 3],
     "large": [7, 7, 7, 7, 7, 5, 5, 5, 5, 3, 3, 3, 3],
@@ -67,6 +69,8 @@ class PixelCNNDecoder(_BinaryDecoder):
         return F.elu(self.z_linear(z)).view(-1, self.z_maps, h, w)  # [N, 4, H, W]
 
     def logits_from_features(self, x: torch.Tensor, zf: torch.Tensor) -> torch.Tensor:
+        """Bernoulli logits [N, C, H, W] of the images ``x`` [N, C, H, W] given the z feature
+        maps ``zf`` [N, z_maps, H, W]; the output head runs in fp32."""
         h = self.core(torch.cat([x, zf], dim=1))  # [N, C+4, H, W] -> [N, 64, H, W]
         with full_precision(h.device):  # the logits in fp32: halves the bf16 NLL error, ~free
             return self.head2(F.elu(self.head1(at_least_fp32(h))))  # [N, C, H, W]
@@ -125,12 +129,16 @@ class ResNetDecoder(_BinaryDecoder):
         self.blocks = nn.Sequential(*blocks)
 
     def logits(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Bernoulli logits [N, C, H, W] from z [N, D] (``x`` is unused: the decoder is not
+        autoregressive)."""
         h = F.elu(self.stem(z[:, :, None, None]))  # [N, 64, 4, 4]
         return self.blocks(h)  # [N, C, H, W]
 
     @torch.no_grad()
     def sample(self, z: torch.Tensor, greedy: bool = False,
                generator: torch.Generator | None = None) -> torch.Tensor:
+        """Images [N, C, H, W] in {0, 1} from z [N, D]: pixels with p >= 0.5 (``greedy``) or
+        Bernoulli draws from ``generator``."""
         p = torch.sigmoid(self.logits(None, z))
         if greedy:
             return (p >= 0.5).float()

@@ -16,6 +16,8 @@ from maevae.nn.densenet import DenseNet
 from maevae.nn.resnet import ResNetBlock, halvings
 from maevae.nn.weightnorm import Conv2dWN, LinearWN
 
+__all__ = ["DenseNetEncoder", "ResNetEncoder"]
+
 
 class ResNetEncoder(nn.Module):
     """Three stride-2 ResNet blocks (32, 64, 64), a conv that covers the remaining map,
@@ -39,6 +41,8 @@ class ResNetEncoder(nn.Module):
         self.out = LinearWN(features, 2 * latent_dim)
 
     def forward(self, x: torch.Tensor) -> DiagGaussian:
+        """The posterior q(z|x) of images x [B, C, H, W]: a diagonal Gaussian with mu, logvar
+        [B, D]."""
         h = F.elu(self.head(self.blocks(x)))  # [B, 512, 1, 1]
         h = self.out(h.flatten(1))  # [B, 2D]
         mu, logvar = h.chunk(2, dim=1)  # [B, D] each
@@ -73,6 +77,8 @@ class DenseNetEncoder(nn.Module):
         self.out = Conv2dWN(hidden, 2 * z_channels, 1)
 
     def forward(self, x: torch.Tensor) -> DiagGaussian:
+        """The posterior q(z|x) of images x [B, 3, H, W]: a diagonal Gaussian over
+        z_channels × H/4 × W/4 feature maps, flattened to mu, logvar [B, D]."""
         h = F.elu(self.down1(self.dense1(x)))  # [B, 48, H/2, W/2]
         h = F.elu(self.down2(self.dense2(h)))  # [B, 96, H/4, W/4]
         h = self.out(F.elu(self.head(self.dense3(h))))  # [B, 2·zc, H/4, W/4]

@@ -30,8 +30,20 @@ from maevae.distributions import standard_normal_log_prob
 from maevae.nn.made import MADE
 from maevae.nn.made2d import MADE2d
 
+__all__ = [
+    "AF2dLayer",
+    "AFLayer",
+    "AFPrior",
+    "AFStackPrior",
+    "AffineAFLayer",
+    "Made2dAFPrior",
+    "StandardNormalPrior",
+]
+
 
 class StandardNormalPrior(nn.Module):
+    """The prior p(z) = N(0, I) over D dimensions (``prior.type: normal``)."""
+
     def __init__(self, latent_dim: int):
         super().__init__()
         self.latent_dim = latent_dim
@@ -42,6 +54,7 @@ class StandardNormalPrior(nn.Module):
 
     def sample(self, n: int, generator: torch.Generator | None = None,
                device: torch.device | str = "cpu") -> torch.Tensor:
+        """``n`` draws z [n, D] from N(0, I) on ``device``."""
         return torch.randn(n, self.latent_dim, generator=generator, device=device)
 
 
@@ -159,6 +172,7 @@ class AFPrior(AFStackPrior):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None,
                device: torch.device | str = "cpu") -> torch.Tensor:
+        """``n`` draws z [n, D]: standard-normal noise through the inverse flow."""
         eps = torch.randn(n, self.latent_dim, generator=generator, device=device)
         return self.from_base(eps)
 

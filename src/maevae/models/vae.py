@@ -16,6 +16,8 @@ from maevae.distributions import DiagGaussian, kl_diag_gaussian_standard_normal
 from maevae.models.priors import StandardNormalPrior
 from maevae.nn.weightnorm import data_dependent_init
 
+__all__ = ["LATENT_CODES", "MEAN_SAMPLES", "Terms", "VAE", "posterior_code"]
+
 # Which latent vector stands for an image (SPEC §5.1): the posterior mean mu(x), the mean of
 # 50 reparameterised posterior samples (the authors' reconstructions and visualize.py), or one
 # posterior sample. Used by VAE.reconstruct and by the probes' encoder (evaluate/codes.py).
@@ -54,6 +56,9 @@ class Terms:
 
 
 class VAE(nn.Module):
+    """Encoder q(z|x), prior p(z) and decoder p(x|z) for images of ``image_shape``
+    ``(C, H, W)``; latents are flat [B, D]. Built by :func:`maevae.build_model`."""
+
     def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: nn.Module,
                  image_shape: tuple[int, int, int]):
         super().__init__()
@@ -62,9 +67,11 @@ class VAE(nn.Module):
 
     @property
     def latent_dim(self) -> int:
+        """D, the size of a flat latent code."""
         return self.prior.latent_dim
 
     def posterior(self, x: torch.Tensor) -> DiagGaussian:
+        """q(z|x) of images x [B, C, H, W] (model input, not uint8): mu, logvar [B, D]."""
         return self.encoder(x)
 
     def terms(self, x: torch.Tensor, n_samples: int = 1,
@@ -86,6 +93,7 @@ class VAE(nn.Module):
 
     def forward(self, x: torch.Tensor, n_samples: int = 1,
                 generator: torch.Generator | None = None, eps: torch.Tensor | None = None) -> Terms:
+        """The per-example ELBO terms of x [B, C, H, W]; the same as :meth:`terms`."""
         return self.terms(x, n_samples, generator, eps)
 
     @torch.no_grad()
@@ -105,6 +113,7 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` images [n, C, H, W] in model space: z ~ p(z), then x ~ p(x|z)."""
         device = next(self.parameters()).device
         z = self.prior.sample(n, generator=generator, device=device)
         return self.decoder.sample(z, generator=generator)

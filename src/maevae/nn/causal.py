@@ -47,6 +47,24 @@ import torch.nn.functional as F
 
 from maevae.nn.raster import raster_mask
 
+__all__ = [
+    "CausalConfig",
+    "IMPLS",
+    "Impl",
+    "STRATEGIES",
+    "Strategy",
+    "causal_conv2d",
+    "choose_strategy",
+    "configure",
+    "get_config",
+    "get_impl",
+    "masked_conv2d",
+    "set_impl",
+    "use_config",
+    "use_impl",
+    "useful_taps",
+]
+
 Impl = Literal["masked", "causal"]
 Strategy = Literal["auto", "rows", "crop", "split"]
 
@@ -56,6 +74,8 @@ STRATEGIES: tuple[str, ...] = ("auto", "rows", "crop", "split")
 
 @dataclass(frozen=True)
 class CausalConfig:
+    """How masked convolutions run (process-wide): the implementation, the decomposition
+    strategy of mask-A/B windows, the first layer's handling and the memory layout."""
     impl: Impl = "causal"
     strategy: Strategy = "auto"  # decomposition of mask-A/B windows; see choose_strategy
     first: Literal["full", "split"] = "full"  # layers with masked_channels < in_ch
@@ -66,6 +86,7 @@ _config = CausalConfig()
 
 
 def get_config() -> CausalConfig:
+    """The current process-wide :class:`CausalConfig`."""
     return _config
 
 
@@ -90,6 +111,7 @@ def set_impl(name: Impl) -> None:
 
 
 def get_impl() -> str:
+    """The name of the current masked-convolution implementation."""
     return _config.impl
 
 
@@ -104,6 +126,7 @@ def use_config(**changes):
 
 
 def use_impl(name: Impl):
+    """Temporarily use the implementation ``name`` (a context manager)."""
     return use_config(impl=name)
 
 

@@ -13,6 +13,8 @@ from torch import nn
 
 from maevae.nn.weightnorm import Conv2dWN
 
+__all__ = ["DenseNet", "DenseStep"]
+
 
 class DenseStep(nn.Module):
     """[N, c, H, W] -> [N, c + g, H, W]."""
@@ -23,6 +25,7 @@ class DenseStep(nn.Module):
         self.conv = Conv2dWN(4 * growth, growth, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [N, c, H, W] -> [N, c + g, H, W]: x with g new feature maps appended."""
         new = self.conv(F.elu(self.bottleneck(x)))  # [N, g, H, W]
         return F.elu(torch.cat([x, new], dim=1))  # [N, c + g, H, W]
 
@@ -36,4 +39,5 @@ class DenseNet(nn.Module):
         self.out_ch = in_ch + growth * steps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [N, c, H, W] through the dense steps: [N, c + steps·g, H, W]."""
         return self.steps(x)

@@ -21,6 +21,8 @@ from torch import nn
 
 from maevae.nn.masked import MaskedLinear
 
+__all__ = ["MADE", "made_masks"]
+
 
 def made_masks(d: int, h: int, order: Literal["A", "B"] = "A"):
     """Masks (in->hidden [H, D], hidden->out [D, H], in->out direct [D, D])."""
@@ -47,4 +49,6 @@ class MADE(nn.Module):
         self.direct = MaskedLinear(m_direct, init_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [..., D] -> [..., D], output d depending only on the inputs before d in the
+        ordering."""
         return self.out(F.relu(self.inp(x))) + self.direct(x)

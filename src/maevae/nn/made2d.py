@@ -24,6 +24,8 @@ from torch import nn
 
 from maevae.nn.masked import MaskedConv2d
 
+__all__ = ["MADE2d"]
+
 
 class MADE2d(nn.Module):
     """[N, C, H, W] -> [N, C, H, W], spatially autoregressive in raster order ``order``."""
@@ -43,6 +45,7 @@ class MADE2d(nn.Module):
                                    init_scale=init_scale)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """z [N, C, H, W] -> [N, C, H, W], autoregressive over the C·H·W positions."""
         h = F.relu(self.top(z))  # [N, hidden, H, W]
         for layer in self.hidden:
             h = F.relu(layer(h) + h)  # residual

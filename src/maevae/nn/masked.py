@@ -20,6 +20,8 @@ from maevae.nn import causal
 from maevae.nn.raster import raster_mask
 from maevae.nn.weightnorm import _WeightNormBase
 
+__all__ = ["MaskedConv2d", "MaskedLinear", "conv_mask"]
+
 
 def conv_mask(out_ch: int, in_ch: int, k: int, mask_type: Literal["A", "B"],
               masked_channels: int | None = None, order: Literal["A", "B"] = "A") -> torch.Tensor:

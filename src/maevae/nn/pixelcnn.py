@@ -22,6 +22,8 @@ from torch import nn
 from maevae.nn.masked import MaskedConv2d
 from maevae.nn.weightnorm import Conv2dWN
 
+__all__ = ["Bottleneck", "PixelCNN"]
+
 
 class Bottleneck(nn.Module):
     """Residual bottleneck with a mask-B k×k convolution in the middle; shape-preserving."""
@@ -34,6 +36,7 @@ class Bottleneck(nn.Module):
         self.expand = Conv2dWN(half, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [N, C, H, W] -> [N, C, H, W]: reduce, a masked convolution, expand, plus x."""
         h = F.elu(self.reduce(x))
         h = F.elu(self.masked(h))
         return F.elu(x + self.expand(h))
@@ -55,6 +58,8 @@ class PixelCNN(nn.Module):
             else nn.ModuleList()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images x [N, C_in, H, W] -> causal features [N, C, H, W] (each pixel sees only the
+        pixels before it in raster order)."""
         layers = [F.elu(self.first(x))]
         if not len(self.skips):
             for block in self.blocks:

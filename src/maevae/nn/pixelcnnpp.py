@@ -49,6 +49,22 @@ from torch import nn
 
 from maevae.nn.weightnorm import Conv2dWN, ConvTranspose2dWN, _WeightNormBase
 
+__all__ = [
+    "DownRightShiftConv2d",
+    "DownRightShiftConvTranspose2d",
+    "DownShiftConv2d",
+    "DownShiftConvTranspose2d",
+    "Downsample",
+    "GatedResnet",
+    "NIN",
+    "PixelCNNpp",
+    "TopShift",
+    "Upsample",
+    "concat_elu",
+    "down_shift",
+    "right_shift",
+]
+
 
 def concat_elu(x: torch.Tensor) -> torch.Tensor:
     """ELU of [x, -x] along channels: [N, C, H, W] -> [N, 2C, H, W]."""
@@ -141,6 +157,8 @@ class GatedResnet(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, u: torch.Tensor, ul: torch.Tensor, h: torch.Tensor | None = None):
+        """One gated residual step of the two streams: ``(u, ul)`` [N, C, H, W] each,
+        conditioned on ``h`` when given; returns the new ``(u, ul)``."""
         hc = 0.0
         if self.h_conv1 is not None:
             hc = self.h_conv2(concat_elu(self.h_conv1(concat_elu(h))))  # [N, 2C, H, W]
@@ -167,6 +185,7 @@ class TopShift(nn.Module):
         self.ul_conv_left = DownRightShiftConv2d(in_ch, channels, (2, 1))
 
     def forward(self, x: torch.Tensor):
+        """The first down- and down-right-shifted streams ``(u, ul)`` of images x."""
         u = down_shift(self.u_conv(x))
         ul = down_shift(self.ul_conv_up(x)) + right_shift(self.ul_conv_left(x))
         return u, ul
@@ -181,6 +200,7 @@ class Downsample(nn.Module):
         self.ul_conv = DownRightShiftConv2d(channels, channels, (2, 2), stride=2)
 
     def forward(self, u, ul, h=None):
+        """Halve the height and width of both streams ``(u, ul)`` (``h`` is unused)."""
         return self.u_conv(u), self.ul_conv(ul)
 
 
@@ -193,6 +213,7 @@ class Upsample(nn.Module):
         self.ul_deconv = DownRightShiftConvTranspose2d(channels, channels, (2, 2))
 
     def forward(self, u, ul, h=None):
+        """Double the height and width of both streams ``(u, ul)`` (``h`` is unused)."""
         return self.u_deconv(u), self.ul_deconv(ul)
 
 
@@ -204,6 +225,7 @@ class NIN(nn.Module):
         self.conv = Conv2dWN(2 * channels, channels, 1)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """x + a 1×1 convolution of concat_elu(``skip``): the skip connection into x."""
         return x + self.conv(concat_elu(skip))
 
 
@@ -252,6 +274,8 @@ class PixelCNNpp(nn.Module):
             self.unused_nin.requires_grad_(False)
 
     def forward(self, x: torch.Tensor, h: torch.Tensor | None = None) -> torch.Tensor:
+        """Images x [N, 3, H, W] in [-1, 1] (conditioned on the maps ``h``) -> the logistic
+        mixture parameters [N, 10·nmix, H, W]."""
         u, ul = self.top(x)
         stack = []
         for layer, h_map in zip(self.up_layers, self.up_h):

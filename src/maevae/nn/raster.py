@@ -9,6 +9,8 @@ from typing import Literal
 
 import torch
 
+__all__ = ["raster_mask"]
+
 
 def raster_mask(k: int, mask_type: Literal["A", "B"], order: Literal["A", "B"] = "A",
                 dtype: torch.dtype | None = None,

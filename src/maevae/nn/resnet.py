@@ -8,6 +8,8 @@ from torch import nn
 
 from maevae.nn.weightnorm import Conv2dWN, ConvTranspose2dWN
 
+__all__ = ["DeconvResNetBlock", "ResNetBlock", "halvings"]
+
 
 class ResNetBlock(nn.Module):
     """``ELU(conv2(ELU(conv1(x))) + shortcut(x))``; conv1 is 3×3 with stride s.
@@ -23,6 +25,7 @@ class ResNetBlock(nn.Module):
                          if stride != 1 or in_ch != out_ch else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [N, C_in, H, W] -> [N, C_out, H', W']: two convolutions plus the (projected) input."""
         h = self.conv2(F.elu(self.conv1(x)))
         skip = x if self.shortcut is None else self.shortcut(x)
         return F.elu(h + skip)
@@ -43,6 +46,8 @@ class DeconvResNetBlock(nn.Module):
                                           output_padding=output_padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [N, C_in, H, W] -> [N, C_out, ~sH, ~sW] (s the stride): two transposed convolutions of
+        ELU(x) plus its 1×1 transposed-convolution shortcut."""
         x = F.elu(x)
         return self.deconv2(F.elu(self.deconv1(x))) + self.shortcut(x)
 

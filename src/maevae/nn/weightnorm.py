@@ -24,6 +24,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+__all__ = [
+    "Conv2dWN",
+    "ConvTranspose2dWN",
+    "LinearWN",
+    "data_dependent_init",
+    "fold_for_eval",
+    "fold_weight_norm",
+    "folded",
+    "is_folded",
+    "unfold",
+    "weight_norm_layers",
+]
+
 
 class _WeightNormBase(nn.Module):
     """Shared logic: per-output-unit weight norm, DDI hook, weight folding.
@@ -147,6 +160,7 @@ class ConvTranspose2dWN(_WeightNormBase):
 
 
 def weight_norm_layers(model: nn.Module):
+    """The weight-normalised layers of ``model``, in module order."""
     return [m for m in model.modules() if isinstance(m, _WeightNormBase)]
 
 
@@ -182,11 +196,14 @@ def fold_for_eval(model: nn.Module) -> nn.Module:
 
 
 def unfold(model: nn.Module) -> nn.Module:
+    """Undo :func:`fold_weight_norm` in place (weights computed from g and v again);
+    returns ``model``."""
     fold_weight_norm(model, False)
     return model
 
 
 def is_folded(model: nn.Module) -> bool:
+    """True when ``model`` has weight-normalised layers and all of them are folded."""
     layers = weight_norm_layers(model)
     return bool(layers) and all(layer._folded is not None for layer in layers)
 

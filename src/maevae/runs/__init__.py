@@ -2,3 +2,5 @@
 
 ``train`` and ``evaluate`` both build on this package and never import each other.
 """
+
+__all__: list[str] = []

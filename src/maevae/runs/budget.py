@@ -28,6 +28,23 @@ from maevae.config import ModelConfig, RunConfig
 from maevae.errors import ConfigError, MaevaeError
 from maevae.models.build import build_model
 
+__all__ = [
+    "F32",
+    "GIB",
+    "MODEL_KEYS",
+    "Shape",
+    "check_copies",
+    "check_eval",
+    "check_model",
+    "check_model_early",
+    "check_sample",
+    "check_train",
+    "device_memory",
+    "model_bytes",
+    "model_numel",
+    "sample_budget",
+]
+
 Shape = tuple[int, int, int]
 GIB = 1024**3
 F32 = 4
@@ -99,6 +116,8 @@ def _culprit(model: ModelConfig, shape: Shape, need: float) -> str:
 
 
 def check_model(cfg: RunConfig, shape: Shape, memory: int) -> None:
+    """Refuse, with one :class:`~maevae.errors.ConfigError` line, a model whose training
+    state (weights, gradients, Adam, EMA) for ``shape`` images exceeds ``memory`` bytes."""
     weights, need = model_bytes(cfg.model, shape)
     if need > memory:
         who = _culprit(cfg.model, shape, need)

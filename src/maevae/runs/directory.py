@@ -37,6 +37,8 @@ from maevae.runs import files as run_files  # called through the module: one pat
 from maevae.runs.files import SignedJsonError, read_signed_json, sha256_bytes, signed_json
 from maevae.runs.validate import file_error, read_text, require
 
+__all__ = ["CKPT_PREFIX", "RUN_FORMAT_VERSION", "RunDir"]
+
 # Run directories record this; a run written by an incompatible format is refused on load.
 RUN_FORMAT_VERSION = 1
 CKPT_PREFIX = "step-"
@@ -101,6 +103,8 @@ class RunDir:
                                   f"`{self.resume_command()}`")
 
     def create(self, config_yaml: str, meta: dict) -> None:
+        """Create the run directory with ``config.yaml`` and ``run.json`` (``meta``); refuses a
+        folder that holds another run. SIGINT / SIGTERM wait until both are written."""
         with signals.deferred():  # a signal waits until config.yaml and run.json are written
             self._create(config_yaml, meta)
 
@@ -120,6 +124,8 @@ class RunDir:
         run_files.atomic_write_text(self.path / "run.json", json.dumps(meta, indent=2))
 
     def meta(self) -> dict:
+        """``run.json`` as a dict; a missing, corrupt or malformed file raises
+        :class:`~maevae.errors.CheckpointError`."""
         p = self.path / "run.json"
         if not self.path.is_dir():
             raise CheckpointError(f"run directory {self.path} does not exist")
@@ -147,6 +153,7 @@ class RunDir:
         return meta
 
     def config_yaml(self) -> str:
+        """The text of the run's ``config.yaml`` (UTF-8 checked)."""
         p = self.path / "config.yaml"
         if not p.exists():
             raise CheckpointError(f"{p} is missing; the run directory is incomplete")
@@ -154,6 +161,7 @@ class RunDir:
 
     # ------------------------------------------------------------------------- metrics
     def append_metrics(self, row: dict) -> None:
+        """Append one row to ``metrics.jsonl``."""
         with open(self.path / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
 
@@ -284,9 +292,11 @@ class RunDir:
             shutil.rmtree(old, ignore_errors=True)
 
     def checkpoint_path(self, step: int) -> Path:
+        """The folder of the checkpoint at optimizer step ``step``."""
         return self.ckpt_dir / f"{CKPT_PREFIX}{step:08d}"
 
     def checkpoint_paths(self) -> list[Path]:
+        """The run's checkpoint folders, oldest first."""
         if not self.ckpt_dir.is_dir():
             return []
         return sorted(p for p in self.ckpt_dir.iterdir()
@@ -362,6 +372,8 @@ class RunDir:
 
     # -------------------------------------------------------------------------- best
     def save_best(self, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+        """Replace ``best/`` with the model ``tensors`` and ``meta`` (atomically; SIGINT /
+        SIGTERM wait until it is done)."""
         with signals.deferred():  # SIGINT / SIGTERM wait until best/ is replaced
             self._save_best(tensors, meta)
 
@@ -391,6 +403,8 @@ class RunDir:
                                   ) from None
 
     def load_best(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """The best model's tensors and ``best/meta.json``, checked against their checksums;
+        a missing or damaged ``best/`` raises :class:`~maevae.errors.CheckpointError`."""
         meta_p, model_p = self.best_dir / "meta.json", self.best_dir / "model.safetensors"
         if not model_p.exists() or not meta_p.exists():
             raise CheckpointError(f"{self.path} has no trained model yet (best/ is missing); "

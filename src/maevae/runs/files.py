@@ -22,8 +22,21 @@ from maevae import signals
 from maevae.errors import CheckpointError
 from maevae.fsutil import fsync_dir
 
+__all__ = [
+    "SELF_SUM",
+    "SignedJsonError",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "read_signed_json",
+    "sha256_bytes",
+    "signed_json",
+    "tensors_to_bytes",
+    "write_bytes_durable",
+]
+
 
 def sha256_bytes(data: bytes) -> str:
+    """The hex sha256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -38,6 +51,7 @@ def signed_json(obj: dict) -> bytes:
 
 
 class SignedJsonError(ValueError):
+    """A JSON file whose embedded checksum does not match its content."""
     pass
 
 
@@ -82,4 +96,5 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def tensors_to_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+    """``tensors`` as safetensors bytes (detached, on the CPU, contiguous)."""
     return st_save({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()})

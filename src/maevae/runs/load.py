@@ -29,10 +29,24 @@ from maevae.errors import CheckpointError, ConfigError
 from maevae.models.build import build_model
 from maevae.models.vae import VAE
 from maevae.runs.directory import RunDir
+from maevae.runs.facade import RunModel
 from maevae.runs.validate import file_error
+
+__all__ = [
+    "Run",
+    "load_run",
+    "load_run_config",
+    "load_run_data",
+    "load_trained_model",
+    "new_run",
+    "run_meta",
+]
 
 
 def load_run_config(run: RunDir) -> RunConfig:
+    """The :class:`~maevae.config.RunConfig` of a run, read from its ``config.yaml``
+    through the safe YAML loader; a bad file raises one :class:`~maevae.errors.ConfigError`
+    line."""
     import yaml
 
     from maevae import safe_yaml
@@ -105,6 +119,8 @@ def load_run_data(cfg: RunConfig, data_root: str | None, run: RunDir | None = No
 
 
 def load_trained_model(run: RunDir, cfg: RunConfig, device: torch.device) -> tuple[VAE, dict]:
+    """The run's best (EMA) model on ``device`` in eval mode, and ``best/meta.json``;
+    weights that do not fit ``cfg`` raise one :class:`~maevae.errors.ConfigError` line."""
     meta = run.meta()
     tensors, best = run.load_best()
     model = build_model(cfg.model, tuple(meta["image_shape"])).to(device)
@@ -137,10 +153,14 @@ def new_run(run: RunDir | str | Path, cfg: RunConfig, data: ImageSplits) -> RunD
 
 
 @dataclass
-class Run:
+class Run(RunModel):
     """A trained run, opened: its directory, its config and its best (EMA) model, in eval
     mode on the device it was loaded to. ``best`` is ``best/meta.json`` (epoch, step,
-    validation statistics, the weights' sha256)."""
+    validation statistics, the weights' sha256).
+
+    Its model methods (:meth:`encode`, :meth:`posterior`, :meth:`log_likelihood`,
+    :meth:`sample`, :meth:`reconstruct`) take and give uint8 images ``[N, C, H, W]``; see
+    :mod:`maevae.runs.facade` for the convention (binary models threshold at 0.5)."""
 
     dir: RunDir
     config: RunConfig
@@ -149,6 +169,7 @@ class Run:
 
     @property
     def path(self) -> Path:
+        """The run directory."""
         return self.dir.path
 
     def load_data(self, data_root: str | None = None) -> ImageSplits:
@@ -157,9 +178,13 @@ class Run:
 
 
 def load_run(path: str | Path, device: torch.device | str | None = None) -> Run:
-    """Open the trained run in ``path`` (``device``: default ``auto``)."""
+    """Open the trained run in ``path`` (a folder made by ``maevae train --out``) as a
+    :class:`Run` with its best (EMA) model in eval mode on ``device`` (``"auto"`` when None:
+    CUDA if available; ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``). A missing
+    or damaged run, or an unknown device, raises one :class:`~maevae.errors.MaevaeError`
+    line."""
     run = RunDir(path)
     cfg = load_run_config(run)
-    device = resolve_device("auto") if device is None else torch.device(device)
+    device = resolve_device("auto" if device is None else str(device))  # "gpu": one line
     model, best = load_trained_model(run, cfg, device)
     return Run(run, cfg, model, best)

@@ -15,19 +15,33 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+__all__ = [
+    "DistInfo",
+    "all_gather_grad",
+    "all_ranks",
+    "all_reduce_mean",
+    "barrier",
+    "init_distributed",
+    "max_over_ranks",
+]
+
 
 @dataclass
 class DistInfo:
+    """This process's place under ``torchrun``: its rank, the world size and the local
+    rank (one process: 0, 1, 0)."""
     rank: int = 0
     world: int = 1
     local_rank: int = 0
 
     @property
     def enabled(self) -> bool:
+        """True when more than one process trains."""
         return self.world > 1
 
     @property
     def is_main(self) -> bool:
+        """True for rank 0 (the process that logs and writes files)."""
         return self.rank == 0
 
 
@@ -94,6 +108,7 @@ def all_ranks(flag: bool, info: DistInfo, device: torch.device | str = "cpu") ->
 
 
 def barrier(info: DistInfo) -> None:
+    """Wait for every process (nothing with one process)."""
     if info.enabled:
         dist.barrier()
 

@@ -13,8 +13,13 @@ import copy
 import torch
 from torch import nn
 
+__all__ = ["EMA"]
+
 
 class EMA:
+    """An exponential moving average of a model's parameters (``shadow``, in eval mode),
+    with the optional warm-up rate min(decay, (1 + n) / (10 + n)) after n updates."""
+
     def __init__(self, model: nn.Module, decay: float, warmup: bool = False):
         self.decay, self.warmup = decay, warmup
         self.updates = 0
@@ -23,19 +28,23 @@ class EMA:
             p.requires_grad_(False)
 
     def rate(self) -> float:
+        """The decay of the next update."""
         if self.warmup:
             return min(self.decay, (1 + self.updates) / (10 + self.updates))
         return self.decay
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        """shadow <- rate·shadow + (1 - rate)·model, parameter by parameter."""
         a = self.rate()
         for s, p in zip(self.shadow.parameters(), model.parameters()):
             s.lerp_(p.detach(), 1.0 - a)
         self.updates += 1
 
     def state(self) -> dict:
+        """The EMA's counters as plain data (for a checkpoint)."""
         return {"updates": self.updates, "decay": self.decay, "warmup": self.warmup}
 
     def load_state(self, state: dict) -> None:
+        """Restore the update count from :meth:`state` (the shadow weights load separately)."""
         self.updates = int(state["updates"])

@@ -14,9 +14,14 @@ from dataclasses import asdict, dataclass
 
 from maevae.config import TrainConfig
 
+__all__ = ["Schedule"]
+
 
 @dataclass
 class Schedule:
+    """The learning rate: per-iteration exponential decay from ``base`` (or constant),
+    halved after ``patience_limit`` epochs without a better validation ELBO; stops after
+    ``max_decays`` halvings or below ``lr0 × min_lr_ratio``."""
     lr0: float
     decay: float
     patience_limit: int
@@ -31,13 +36,16 @@ class Schedule:
 
     @classmethod
     def from_config(cls, t: TrainConfig) -> Schedule:
+        """The schedule of a ``train`` config section."""
         return cls(t.lr, t.lr_decay, t.patience, t.max_decays, t.min_lr_ratio,
                    t.lr_schedule == "constant", base=t.lr)
 
     def lr(self) -> float:
+        """The learning rate now."""
         return self.base if self.constant else self.base * self.decay ** self.iters
 
     def step(self) -> None:
+        """Count one optimizer step."""
         self.iters += 1
 
     def end_epoch(self, val_elbo: float) -> tuple[bool, bool]:
@@ -55,6 +63,7 @@ class Schedule:
         return False, False
 
     def should_stop(self) -> str | None:
+        """Why training should stop (a sentence), or None."""
         if self.decays >= self.max_decays:
             return f"learning rate halved {self.decays} times"
         if self.lr() < self.lr0 * self.min_lr_ratio:
@@ -62,8 +71,10 @@ class Schedule:
         return None
 
     def state(self) -> dict:
+        """Every field as plain data (for a checkpoint)."""
         return asdict(self)
 
     def load_state(self, state: dict) -> None:
+        """Restore the fields from :meth:`state`."""
         for k, v in state.items():
             setattr(self, k, v)

@@ -58,6 +58,8 @@ from maevae.train.distributed import (
 from maevae.train.ema import EMA
 from maevae.train.schedule import Schedule
 
+__all__ = ["COMPILE_AFTER_STEPS", "Counters", "Trainer", "TrainingStopped", "compute_loss"]
+
 # train.compile=auto compiles runs planned this long: compiling costs 1-2 minutes on CPU
 # and pays back after ~300-600 steps (BENCHMARKS.md)
 COMPILE_AFTER_STEPS = 5000
@@ -107,6 +109,8 @@ def _gen(seed: int, *salt: int, device: torch.device | str = "cpu") -> torch.Gen
 
 @dataclass
 class Counters:
+    """Where training is: steps, epoch, batch, skipped steps, the best epoch and why it
+    stopped (saved in every checkpoint)."""
     step: int = 0  # optimizer steps attempted (including skipped ones)
     epoch: int = 0  # current epoch (0-based)
     batch: int = 0  # next batch index within the epoch
@@ -118,6 +122,10 @@ class Counters:
 
 
 class Trainer:
+    """Trains ``cfg`` on ``data`` into the run directory ``run_dir``: data-dependent
+    initialisation, Adam steps with EMA, validation each epoch, checkpoints and ``best/``,
+    resuming, and (under ``torchrun``) data parallelism."""
+
     def __init__(self, cfg: RunConfig, data: ImageSplits, run_dir: RunDir, device: torch.device,
                  dist: DistInfo | None = None, progress: bool = True, log=console.say):
         self.cfg, self.data, self.run, self.device = cfg, data, run_dir, device
@@ -200,12 +208,14 @@ class Trainer:
         self._wrap()
 
     def state_files(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The tensors of a checkpoint: the model, the EMA shadow and the optimizer state."""
         tensors, _ = optimizer_to_tensors(self.opt)
         return {"model": dict(self.model.state_dict()),
                 "ema": dict(self.ema.shadow.state_dict()),
                 "optim": tensors}
 
     def state_json(self) -> dict:
+        """The plain-data part of a checkpoint: counters, schedule, EMA and optimizer groups."""
         _, groups = optimizer_to_tensors(self.opt)
         return {"counters": self.counters.__dict__.copy(), "schedule": self.schedule.state(),
                 "ema": self.ema.state(), "optim_groups": groups}

@@ -26,6 +26,14 @@ import torch
 from maevae.device import autocast_to
 from maevae.models.vae import VAE
 
+__all__ = [
+    "LikelihoodResult",
+    "bits_per_dim",
+    "importance_sampled_batch",
+    "importance_sampled_nll",
+    "iterate_batches",
+]
+
 
 @dataclass
 class LikelihoodResult:
