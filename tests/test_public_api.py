@@ -218,6 +218,13 @@ def test_run_methods_agree_with_the_model(run):
     recon = run.reconstruct(x)
     assert recon.dtype == torch.uint8 and recon.shape == (10, 1, 8, 8)
     assert torch.equal(recon, run.model.reconstruct(xin).to(torch.uint8) * 255)
+    with torch.no_grad():  # the authors' reconstructions: greedy decoding of the mean of 50
+        z50 = q.mu + (0.5 * q.logvar).exp() * torch.randn(
+            (50, *q.mu.shape), generator=torch.Generator().manual_seed(4)).mean(0)  # [10, D]
+        want = run.model.decoder.sample(z50, greedy=True).to(torch.uint8) * 255
+    assert torch.equal(run.reconstruct(x, "mean50", seed=4), want)
+    with pytest.raises(MaevaeError, match="code='z'"):
+        run.reconstruct(x, "z")
     s = run.sample(5, seed=1)
     assert s.dtype == torch.uint8 and s.shape == (5, 1, 8, 8)
     assert set(s.unique().tolist()) <= {0, 255}

@@ -37,7 +37,7 @@ class _FixedEncoder(torch.nn.Module):
 class _RecordingDecoder(torch.nn.Module):
     """Remembers the z it is asked to decode and whether decoding was greedy."""
 
-    def sample(self, z, greedy=False, generator=None):
+    def sample(self, z, greedy=False, generator=None, on_row=None):
         self.z, self.greedy = z.clone(), greedy
         return torch.zeros(z.shape[0], 1, 2, 2)
 
@@ -107,7 +107,7 @@ def test_cli_code_option(tmp_path, monkeypatch):
 
     seen = {}
 
-    def fake(run_dir, data_root, device, n, code="mu", seed=0):
+    def fake(run_dir, data_root, device, n, code="mu", seed=0, progress=False):
         seen.update(code=code, seed=seed, n=n)
         return torch.zeros(n, 1, 4, 4), torch.ones(n, 1, 4, 4)
 

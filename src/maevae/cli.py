@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=64, help="number of samples (64)")
     p.add_argument("--out", default=None, help="PNG file (default RUN_DIR/samples.png)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_common(p, data_root=False)
 
     p = add("reconstruct", "reconstruct test images (original | reconstruction)")
@@ -170,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="latent decoded: mu = posterior mean (default); mean50 = mean of 50 "
                         "posterior samples, as the authors' reconstructions; sample = one sample")
     p.add_argument("--seed", type=int, default=0, help="seed of the posterior noise (0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_common(p)
 
     p = add("info", "parameter counts of a preset or config, per component")
@@ -382,7 +384,8 @@ def cmd_sample(args) -> None:
 
     sample_budget(args.run_dir, args.n, resolve_device(args.device))
     t0 = time.time()
-    x = sample_images(args.run_dir, resolve_device(args.device), args.n, args.seed)
+    x = sample_images(args.run_dir, resolve_device(args.device), args.n, args.seed,
+                      progress=not args.no_progress)
     from maevae.runs.directory import RunDir
     from maevae.runs.load import load_run_config
 
@@ -405,7 +408,8 @@ def cmd_reconstruct(args) -> None:
     out = _png_out(args, "reconstructions.png")
     _check_data_root(args.data_root)
     x, r = reconstruct_images(args.run_dir, args.data_root, resolve_device(args.device), args.n,
-                              code=args.code, seed=args.seed)
+                              code=args.code, seed=args.seed,
+                              progress=not args.no_progress)
     save_reconstruction_grid(x.numpy(), r.numpy(), out)
     print(f"wrote {out}")
 

@@ -49,11 +49,11 @@ def _train_one(label: str, preset: str, out: Path, device: torch.device, progres
     result = evaluate_run(run.path, None, device, progress=progress, log=log)
     if figures:  # otherwise the representation suite draws them (same file names)
         with console.stage(f"[{label}] sampling 64 images from the prior", log):
-            x = sample_images(run.path, device, 64, seed=0)
+            x = sample_images(run.path, device, 64, seed=0, progress=progress)
         save_sample_grid(x.numpy(), run.path / "samples.png", run.path.name, data.name, 0,
                          nrow=8)
         with console.stage(f"[{label}] reconstructing 32 test images", log):
-            orig, rec = reconstruct_images(run.path, None, device, 32)
+            orig, rec = reconstruct_images(run.path, None, device, 32, progress=progress)
         save_reconstruction_grid(orig.numpy(), rec.numpy(), run.path / "reconstructions.png")
         draw_training_curves(run.path)
     result["seconds_train"] = round(t_train, 1)

@@ -291,7 +291,8 @@ def run_probes(
         if figures:
             figs, fig_times = draw_figures(run.path, cfg, model, data, device, arrays,
                                             kl_per_dim, latent, n_samples, n_recon,
-                                            tsne_points, tsne_iter, log, autocast)
+                                            tsne_points, tsne_iter, log, autocast,
+                                            progress)
             timings["figures_s"] = fig_times
         added["figures"] = figs
         timings["total_s"] = round(time.perf_counter() - t_start, 2)

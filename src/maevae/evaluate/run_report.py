@@ -64,7 +64,7 @@ def _plot_curves(rows: list[dict], path: Path, name: str) -> str:
 
 def draw_figures(run_path: Path, cfg, model, data, device, arrays, kl_per_dim, latent: str,
                   n_samples: int, n_recon: int, tsne_points: int, tsne_iter: int, log,
-                  autocast) -> tuple[dict[str, str], dict[str, float]]:
+                  autocast, progress: bool = False) -> tuple[dict[str, str], dict[str, float]]:
     """Draw the run's figures (:data:`FIGURE_FILES`) into ``run_path``, each framed by a
     start line and a "wrote <file> in X s" line; returns (name -> file, name -> seconds)."""
     figs: dict[str, str] = {}
@@ -85,8 +85,9 @@ def draw_figures(run_path: Path, cfg, model, data, device, arrays, kl_per_dim, l
 
     def recon(p):
         x = model_inputs(data.test_x[:n_recon], cfg.data.binarize).to(device)
-        with torch.no_grad(), autocast(device, "fp32"):
-            r = model.reconstruct(x)
+        with torch.no_grad(), autocast(device, "fp32"), \
+                console.bar(x.shape[-2], "reconstructing", progress, "row") as b:
+            r = model.reconstruct(x, on_row=b.update)
         what = "thresholded test images" if cfg.data.binarize else "test images"
         F.save_reconstruction_grid(to_unit(x, cfg.data.binarize).numpy(),
                                    to_unit(r, cfg.data.binarize).numpy(),
@@ -100,8 +101,9 @@ def draw_figures(run_path: Path, cfg, model, data, device, arrays, kl_per_dim, l
     def samples(p):
         seed = int(cfg.seed) + 5
         g = torch.Generator(device=device).manual_seed(seed)
-        with torch.no_grad(), autocast(device, "fp32"):
-            x = model.sample(n_samples, generator=g)
+        with torch.no_grad(), autocast(device, "fp32"), \
+                console.bar(data.image_shape[1], "sampling", progress, "row") as b:
+            x = model.sample(n_samples, generator=g, on_row=b.update)
         F.save_sample_grid(to_unit(x, cfg.data.binarize).numpy(), p, run_path.name, data.name,
                            seed, scale=max(1, math.ceil(84 / min(x.shape[-2:]))))
 

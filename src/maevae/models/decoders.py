@@ -11,6 +11,7 @@ z [S, B, D] and returns [S, B] in nats.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -81,10 +82,12 @@ class PixelCNNDecoder(_BinaryDecoder):
 
     @torch.no_grad()
     def sample(self, z: torch.Tensor, greedy: bool = False,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None,
+               on_row: Callable[[int], None] | None = None) -> torch.Tensor:
         """Ancestral sampling in raster order (H·W sequential passes); z [N, D] -> x [N, C, H, W].
 
         ``greedy`` thresholds p >= 0.5 instead of sampling (used for reconstructions).
+        ``on_row(1)`` is called after each image row (progress; H calls in all).
         The z feature maps are computed once; each pass only recomputes the rows that can
         reach the current row: ``sum(k // 2)`` image rows above it, and ``k0 // 2`` rows
         below it, whose z maps the first layer sees (the image there is still zero).
@@ -105,6 +108,8 @@ class PixelCNNDecoder(_BinaryDecoder):
                 else:
                     v = (torch.rand(p.shape, generator=generator, device=p.device) < p).to(x.dtype)
                 x[:, :, r, col] = v
+            if on_row is not None:
+                on_row(1)
         return x
 
 
@@ -136,13 +141,18 @@ class ResNetDecoder(_BinaryDecoder):
 
     @torch.no_grad()
     def sample(self, z: torch.Tensor, greedy: bool = False,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None,
+               on_row: Callable[[int], None] | None = None) -> torch.Tensor:
         """Images [N, C, H, W] in {0, 1} from z [N, D]: pixels with p >= 0.5 (``greedy``) or
-        Bernoulli draws from ``generator``."""
+        Bernoulli draws from ``generator``. One pass: ``on_row(H)`` once at the end."""
         p = torch.sigmoid(self.logits(None, z))
         if greedy:
-            return (p >= 0.5).float()
-        return (torch.rand(p.shape, generator=generator, device=p.device) < p).float()
+            x = (p >= 0.5).float()
+        else:
+            x = (torch.rand(p.shape, generator=generator, device=p.device) < p).float()
+        if on_row is not None:
+            on_row(x.shape[-2])
+        return x
 
 
 class PixelCNNppDecoder(nn.Module):
@@ -198,8 +208,10 @@ class PixelCNNppDecoder(nn.Module):
 
     @torch.no_grad()
     def sample(self, z: torch.Tensor, greedy: bool = False,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None,
+               on_row: Callable[[int], None] | None = None) -> torch.Tensor:
         """Ancestral sampling in raster order, H·W full passes: z [N, D] -> x [N, 3, H, W].
+        ``on_row(1)`` is called after each image row (progress).
 
         At each pixel the mixture component is the arg-max of the logits (the authors'
         rule, even when sampling; ``sample_mixture="categorical"`` samples it instead).
@@ -218,6 +230,8 @@ class PixelCNNppDecoder(nn.Module):
                     p = self.params_from_h(x, h)[:, :, r:r + 1, c:c + 1]  # [N, 10K, 1, 1]
                     x[:, :, r:r + 1, c:c + 1] = sample_discretized_logistic_mixture(
                         p.float(), self.nmix, greedy, self.sample_mixture, generator).to(x.dtype)
+                if on_row is not None:
+                    on_row(1)
         finally:
             self.train(was_training)
         return x

@@ -7,6 +7,7 @@ container of per-example tensors that :mod:`maevae.objectives` turns into a loss
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -112,22 +113,25 @@ class VAE(nn.Module):
         self.train(was_training)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` images [n, C, H, W] in model space: z ~ p(z), then x ~ p(x|z)."""
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               on_row: Callable[[int], None] | None = None) -> torch.Tensor:
+        """``n`` images [n, C, H, W] in model space: z ~ p(z), then x ~ p(x|z).
+        ``on_row(k)``: k more image rows done (progress; H in all)."""
         device = next(self.parameters()).device
         z = self.prior.sample(n, generator=generator, device=device)
-        return self.decoder.sample(z, generator=generator)
+        return self.decoder.sample(z, generator=generator, on_row=on_row)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, code: str = "mu",
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+                    generator: torch.Generator | None = None,
+                    on_row: Callable[[int], None] | None = None) -> torch.Tensor:
         """Greedy (p >= 0.5; argmax for 8-bit) decoding of one latent vector per image.
 
         ``code="mu"`` (default) decodes z = mu(x); ``code="mean50"`` decodes the mean of 50
         posterior samples drawn with ``generator``, which is what the authors' reconstructions
         do (``MAE.reconstruct``, k = 50); ``"sample"`` decodes one posterior sample
-        (:func:`posterior_code`).
+        (:func:`posterior_code`). ``on_row(k)``: k more image rows decoded (progress).
         """
         z = posterior_code(self.encoder(x), code, generator)
-        return self.decoder.sample(z, greedy=True)
+        return self.decoder.sample(z, greedy=True, on_row=on_row)
 

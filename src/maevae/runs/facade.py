@@ -148,8 +148,16 @@ class RunModel:
         return to_uint8(x, self.config.data.binarize)
 
     @torch.no_grad()
-    def reconstruct(self, images) -> torch.Tensor:
-        """Reconstructions of ``images``: the greedy decoding of z = mu(x) (pixels with
-        p >= 0.5 for binary models), uint8 CPU ``[N, C, H, W]``."""
+    def reconstruct(self, images, code: str = "mu", seed: int = 0) -> torch.Tensor:
+        """Reconstructions of ``images``: the greedy decoding (pixels with p >= 0.5 for binary
+        models) of one latent vector per image, uint8 CPU ``[N, C, H, W]``.
+
+        ``code="mu"`` (default) decodes z = mu(x); ``"mean50"`` the mean of 50 posterior
+        samples (the authors' reconstructions); ``"sample"`` one posterior sample; the noise
+        of the last two is drawn from a generator seeded with ``seed``.
+        """
+        if code not in LATENTS:
+            raise MaevaeError(f"code={code!r}: choose one of {', '.join(LATENTS)}")
         x = self._inputs(images)
-        return to_uint8(self.model.reconstruct(x), self.config.data.binarize)
+        r = self.model.reconstruct(x, code, self._generator(seed))
+        return to_uint8(r, self.config.data.binarize)
