@@ -41,7 +41,8 @@ def test_missing_root(tmp_path, monkeypatch):
     assert not missing.exists()
 
 
-def test_default_cache_root_created_for_downloads(tmp_path, monkeypatch):
+def test_default_cache_root_made_for_a_download_and_removed_when_it_fails(tmp_path,
+                                                                            monkeypatch):
     monkeypatch.delenv("MAEVAE_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     sock = socket.socket()
@@ -49,9 +50,10 @@ def test_default_cache_root_created_for_downloads(tmp_path, monkeypatch):
     port = sock.getsockname()[1]
     sock.close()  # nothing listens there now: connection refused
     monkeypatch.setenv("MAEVAE_MNIST_MIRROR", f"http://127.0.0.1:{port}/")
-    with pytest.raises(DataError, match="offline"):
+    with pytest.raises(DataError, match="offline") as e:
         load_dataset("mnist")
-    assert (tmp_path / "xdg" / "maevae").is_dir()
+    assert str(tmp_path / "xdg" / "maevae") in str(e.value)  # it was the download's target
+    assert not (tmp_path / "xdg").exists()  # and nothing empty is left behind
 
 
 def test_unknown_option_and_split(tmp_path):
