@@ -149,12 +149,14 @@ def test_eval_and_probes_label_every_bar_and_report_the_training_curves(tmp_path
     added = run_probes(run, device=torch.device("cpu"), runs=1, labels="100", n_init=1,
                        tsne_iter=250, tsne_points=60, n_samples=2, n_recon=2, num_threads=1,
                        log=logged.append)
-    assert [b.desc for b in rec.bars] == ["encoding (mu)", "K-means", "probes"]
+    assert [b.desc for b in rec.bars] == ["encoding (mu)", "K-means", "probes",
+                                          "reconstructing", "sampling"]
     assert all(b.n == b.total for b in rec.bars)
+    assert [b.total for b in rec.bars[-2:]] == [8, 8]  # the image rows of 8x8 digits
     assert added["figures"]["training_curves"] == "training_curves.png"
     assert (run / "training_curves.png").exists()
     md = (run / "report.md").read_text()
-    assert "### Training curves: the training loss terms every train.log_every steps" in md
+    assert "### Training curves (loss terms every train.log_every steps, validation after" in md
     assert "](training_curves.png)" in md
     starts = [s for s in logged if s.endswith(" ...")]
     assert starts[-5:] == ["t-SNE of 60 test codes (250 iterations) ...",

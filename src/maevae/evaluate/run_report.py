@@ -127,8 +127,8 @@ FIGURE_CAPTIONS = {
     "reconstructions": "Reconstructions (original | reconstruction)",
     "samples": "Samples from the prior",
     "kl_per_dim": "KL per latent dimension",
-    "training_curves": "Training curves: the training loss terms every train.log_every steps "
-                       "and the validation statistics after each epoch (metrics.jsonl)",
+    "training_curves": "Training curves (loss terms every train.log_every steps, "
+                       "validation after each epoch)",
 }
 
 
