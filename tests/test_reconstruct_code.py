@@ -116,3 +116,15 @@ def test_cli_code_option(tmp_path, monkeypatch):
     main(["reconstruct", str(tmp_path), "-n", "2", "--code", "mean50", "--seed", "7",
           "--out", str(out), "--device", "cpu"])
     assert seen == {"code": "mean50", "seed": 7, "n": 2} and out.stat().st_size > 0
+    import maevae.evaluate.figures as figures
+
+    titles = []
+    monkeypatch.setattr(figures, "save_reconstruction_grid",
+                        lambda x, r, path, title: titles.append(title))
+    main(["reconstruct", str(tmp_path), "-n", "2", "--code", "mean50", "--seed", "7",
+          "--out", str(out), "--device", "cpu"])
+    main(["reconstruct", str(tmp_path), "-n", "2", "--out", str(out), "--device", "cpu"])
+    assert titles == [f"{tmp_path.name}: test images and their greedy reconstructions from the "
+                      "mean of 50 posterior samples, seed 7",
+                      f"{tmp_path.name}: test images and their greedy reconstructions from the "
+                      "posterior mean mu(x)"]

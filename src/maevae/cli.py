@@ -410,7 +410,13 @@ def cmd_reconstruct(args) -> None:
     x, r = reconstruct_images(args.run_dir, args.data_root, resolve_device(args.device), args.n,
                               code=args.code, seed=args.seed,
                               progress=not args.no_progress)
-    save_reconstruction_grid(x.numpy(), r.numpy(), out)
+    from maevae.evaluate.codes import LATENT_TITLES
+
+    seed = f", seed {args.seed}" if args.code != "mu" else ""
+    save_reconstruction_grid(x.numpy(), r.numpy(), out,
+                             title=f"{Path(args.run_dir).resolve().name}: test images and their "
+                                   f"greedy reconstructions from the {LATENT_TITLES[args.code]}"
+                                   f"{seed}")
     print(f"wrote {out}")
 
 
