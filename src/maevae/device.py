@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import importlib.util
+import os
 import shutil
 import sys
 from typing import Literal
@@ -27,7 +28,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from maevae.errors import ConfigError
+from maevae.errors import ConfigError, MaevaeError
 
 __all__ = [
     "PRECISIONS",
@@ -40,9 +41,14 @@ __all__ = [
     "compile_decoder",
     "compile_unavailable",
     "full_precision",
+    "MALLOC_ENV",
+    "MALLOC_POLICIES",
+    "MMAP_ABOVE",
     "keep_freed_memory",
+    "malloc_policy_from_env",
     "maybe_compile_decoder",
     "resolve_device",
+    "set_malloc_policy",
 ]
 
 Precision = Literal["fp32", "bf16"]
@@ -169,32 +175,67 @@ def maybe_compile_decoder(model: nn.Module, setting: str, work: int, threshold: 
 
 # glibc mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
 _M_MMAP_MAX = -4
+
+MMAP_ABOVE = 32 * 2**20  # glibc's largest fixed mmap threshold on 64-bit (32 MiB)
+MALLOC_POLICIES = ("bounded", "heap", "glibc")
+MALLOC_ENV = "MAEVAE_MALLOC"
+
+
+def _mallopt():
+    if not sys.platform.startswith("linux"):
+        return None
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):
+        return None
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return mallopt
+
+
+def set_malloc_policy(policy: str = "bounded") -> bool:
+    """How glibc's malloc keeps freed memory (glibc only); returns whether it took effect.
+
+    PyTorch's CPU allocator hands every tensor to malloc. glibc's defaults serve blocks above
+    a (dynamic) threshold with ``mmap`` and unmap them on free, so each 10-50 MB activation
+    is page-faulted in again by the next op (writes cost ~3x reads here). The policies:
+
+    * ``"bounded"`` (maevae's default): blocks up to :data:`MMAP_ABOVE` (32 MiB: a training
+      batch's and an IS chunk's activations) come from the heap, and freed heap memory is
+      kept for reuse; larger blocks (the data-dependent init on 500 images, one-off
+      buffers) are mmapped and returned on free, so they do not stay resident;
+    * ``"heap"``: every block comes from the heap and nothing is returned (resident memory
+      stays at the process's peak, fragmentation included): maevae's policy before 0.1.0's
+      memory work, kept for benchmarks;
+    * ``"glibc"``: glibc's defaults (65536 mmaps, dynamic threshold, 128 KiB trim threshold).
+    """
+    if policy not in MALLOC_POLICIES:
+        raise MaevaeError(f"{MALLOC_ENV}={policy!r}: choose one of {', '.join(MALLOC_POLICIES)}")
+    mallopt = _mallopt()
+    if mallopt is None:
+        return False
+    if policy == "bounded":
+        ok = (mallopt(_M_MMAP_MAX, 65536) and mallopt(_M_MMAP_THRESHOLD, MMAP_ABOVE)
+              and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+    elif policy == "heap":
+        ok = mallopt(_M_MMAP_MAX, 0) and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+    else:  # glibc's defaults; setting the mmap threshold back to 128 KiB fixes it there
+        ok = (mallopt(_M_MMAP_MAX, 65536) and mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+              and mallopt(_M_TRIM_THRESHOLD, 128 * 1024))
+    return bool(ok)
+
+
+def malloc_policy_from_env() -> str:
+    """The allocator policy of a command: ``$MAEVAE_MALLOC`` (stripped, lower case) or
+    ``"bounded"``."""
+    return os.environ.get(MALLOC_ENV, "bounded").strip().lower() or "bounded"
 
 
 def keep_freed_memory(enabled: bool = True) -> bool:
-    """Keep freed heap memory mapped (glibc only); returns whether it took effect.
-
-    PyTorch's CPU allocator hands every tensor to malloc; glibc serves big blocks with
-    ``mmap`` and unmaps them on free, so each 10-50 MB activation is page-faulted in again
-    by the next op (writes cost ~3x reads here). With ``enabled`` all blocks come from the
-    heap and freed memory is kept for reuse (resident memory stays at its peak: the
-    process does not shrink). ``enabled=False`` restores glibc's defaults.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    if enabled:
-        ok = mallopt(_M_MMAP_MAX, 0) and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
-    else:  # glibc defaults: 65536 mmaps, 128 KiB trim threshold
-        ok = mallopt(_M_MMAP_MAX, 65536) and mallopt(_M_TRIM_THRESHOLD, 128 * 1024)
-    return bool(ok)
+    """``set_malloc_policy("bounded")`` when ``enabled``, else glibc's defaults."""
+    return set_malloc_policy("bounded" if enabled else "glibc")
