@@ -167,7 +167,7 @@ class EvalConfig:
     """The ``eval`` section: importance samples K and their chunking, precision, an
     optional limit on test images, and when to ``torch.compile`` the decoder."""
     nll_samples: int = 4096
-    nll_chunk: int = 512  # importance samples per decoder pass
+    nll_chunk: int = 128  # (image, sample) pairs per decoder pass: bounds memory
     precision: Literal["fp32", "bf16"] = "fp32"
     max_images: int | None = None  # evaluate the IS-NLL on the first N test images only
     # torch.compile of the PixelCNN core: auto = when the IS-NLL has >= 2^18 samples in all

@@ -140,18 +140,41 @@ def _remove_partials(run: RunDir, keep: str | None = None) -> None:
             p.unlink(missing_ok=True)
 
 
+def _note_slow_chunk(cfg, image_shape: tuple[int, int, int], explicit: bool) -> None:
+    """One warning when a pass of ``eval.nll_chunk`` pairs makes activation blocks above the
+    32 MiB that the ``bounded`` allocator policy keeps mapped (e.g. 512, the default of runs
+    made before 2026-12-02): each pass then page-faults them in again (~2x slower)."""
+    from maevae.config import EvalConfig
+    from maevae.device import MMAP_ABOVE, malloc_policy_from_env
+
+    chunk, default = cfg.eval.nll_chunk, EvalConfig().nll_chunk
+    block = chunk * image_shape[1] * image_shape[2] * cfg.model.decoder.channels * 4  # bytes
+    if explicit or chunk <= default or block <= MMAP_ABOVE or malloc_policy_from_env() != "bounded":
+        return
+    console.warn(f"this run's eval.nll_chunk is {chunk}: a decoder pass holds "
+                 f"{block / 2**20:.0f} MiB blocks, above the 32 MiB kept mapped, so it runs "
+                 f"about 2x slower; pass --nll-chunk {default} (with K >= {chunk}, the same "
+                 "values to rounding) or set MAEVAE_MALLOC=heap")
+
+
 def evaluate_run(run_dir: str | Path, data_root: str | None, device: torch.device,
                  nll_samples: int | None = None, precision: str | None = None,
                  max_images: int | None = None, progress: bool = True, log=console.say,
-                 compile: str | None = None) -> dict:
+                 compile: str | None = None, nll_chunk: int | None = None) -> dict:
     """Evaluate the trained run in ``run_dir`` on ``device`` and write its ``eval.json``.
 
     The test statistics (ELBO, RE, KL, MPD, STD) and the importance-sampled NLL with
     ``nll_samples`` (default ``eval.nll_samples``) samples per image over the fixed binarised
     test copies (the first ``max_images`` only when given), resumable after an interruption.
-    Returns the written results as a dict."""
+    ``nll_chunk`` overrides the run's ``eval.nll_chunk`` ((image, sample) pairs per decoder
+    pass: memory and speed; the statistics are the same to rounding whatever the chunk, the
+    IS-NLL when both chunks are <= K, e.g. K = 4096). Returns the written results as a
+    dict."""
     run = RunDir(run_dir)
     cfg = load_run_config(run)
+    if nll_chunk is not None:
+        cfg.eval.nll_chunk = int(nll_chunk)
+    _note_slow_chunk(cfg, tuple(run.meta()["image_shape"]), nll_chunk is not None)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     memory = device_memory(device)
