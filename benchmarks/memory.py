@@ -13,12 +13,14 @@ Cases (one thread each, MNIST from ``--data-root``):
 
 Each case runs once per ``--variants`` entry, side by side in one call:
 
-* ``chunked``: today's defaults (validation / test statistics decoded ``eval.nll_chunk`` =
-  512 images × samples at a time, like the IS pass);
-* ``unchunked``: ``eval.nll_chunk`` = 2560, i.e. a whole batch of 512 images × 5 samples
-  in one decoder pass, as maevae did before the statistics were chunked (the IS pass of the
-  ``eval`` case then also uses chunks of 2560 samples: ``eval`` reads ``eval.nll_chunk`` from
-  the run's config.yaml, where ``train --set`` put it).
+* ``now``: today's defaults (``MAEVAE_MALLOC=bounded``: blocks up to 32 MiB kept mapped,
+  larger ones returned; ``eval.nll_chunk`` = 128 (image, sample) pairs per decoder pass);
+* ``before``: the policy before the memory work: ``MAEVAE_MALLOC=heap`` (every freed block
+  kept) and ``eval.nll_chunk`` = 512;
+* ``unchunked``: ``heap`` and ``eval.nll_chunk`` = 2560, i.e. a whole batch of 512 images ×
+  5 samples in one decoder pass, as maevae did before the statistics were chunked.
+
+``eval`` reads ``eval.nll_chunk`` from the run's config.yaml, where ``train --set`` put it.
 
 Usage::
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -38,7 +41,12 @@ import tempfile
 import time
 from pathlib import Path
 
-VARIANTS = {"chunked": [], "unchunked": ["--set", "eval.nll_chunk=2560"]}
+# variant -> (train --set arguments, environment); the eval case reads the run's chunk
+VARIANTS = {
+    "now": ([], {}),
+    "before": (["--set", "eval.nll_chunk=512"], {"MAEVAE_MALLOC": "heap"}),
+    "unchunked": (["--set", "eval.nll_chunk=2560"], {"MAEVAE_MALLOC": "heap"}),
+}
 WRAPPER = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(r.returncode)")
 
@@ -53,10 +61,12 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def peak_rss(cmd: list[str]) -> tuple[int, float, str]:
-    """(peak RSS in KiB, wall seconds, stderr tail) of ``cmd`` run in a fresh process."""
+def peak_rss(cmd: list[str], env: dict[str, str] | None = None) -> tuple[int, float, str]:
+    """(peak RSS in KiB, wall seconds, stderr tail) of ``cmd`` run in a fresh process, with
+    ``env`` added to the environment."""
     t0 = time.time()
-    r = subprocess.run([sys.executable, "-c", WRAPPER, *cmd], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", WRAPPER, *cmd], capture_output=True, text=True,
+                       env={**os.environ, **(env or {})})
     wall = time.time() - t0
     if r.returncode != 0:
         raise SystemExit(f"memory.py: error: {' '.join(cmd[2:])} failed:\n{r.stderr[-2000:]}")
@@ -71,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n-val", type=int, default=512, help="validation images (data.n_val)")
     p.add_argument("--k", type=int, default=4096, help="importance samples of the eval case")
     p.add_argument("--images", type=int, default=2, help="test images of the eval case")
-    p.add_argument("--variants", default="chunked,unchunked")
+    p.add_argument("--variants", default="now,before")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -88,18 +98,19 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     try:
         for v in variants:
+            sets, env = VARIANTS[v]
             run = work / v
             train = [*maevae, "train", args.preset, "--out", str(run), "--data-root",
                      args.data_root, "--no-progress", "--compile", "never",
                      "--set", f"train.max_steps={args.steps}", "--set", f"data.n_val={args.n_val}",
-                     "--set", "train.num_threads=1", *VARIANTS[v]]
-            kib, wall, _ = peak_rss(train)
+                     "--set", "train.num_threads=1", *sets]
+            kib, wall, _ = peak_rss(train, env)
             rows.append({"variant": v, "case": "train", "peak_rss_mib": round(kib / 1024, 1),
                          "wall_s": round(wall, 1)})
             evaluate = [*maevae, "eval", str(run), "--data-root", args.data_root,
                         "--no-progress", "--compile", "never", "--nll-samples", str(args.k),
                         "--max-images", str(args.images)]
-            kib, wall, _ = peak_rss(evaluate)
+            kib, wall, _ = peak_rss(evaluate, env)
             rows.append({"variant": v, "case": f"eval K={args.k}", "peak_rss_mib":
                          round(kib / 1024, 1), "wall_s": round(wall, 1)})
     finally:

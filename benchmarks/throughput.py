@@ -34,7 +34,7 @@ Variants (``--variants``, comma-separated):
   compiled    fast + torch.compile of the PixelCNN core (``--compile`` adds it)
 
 Process-wide settings (same for every variant of a run): ``--threads`` and
-``--malloc keep|default`` (glibc keeps freed memory mapped; maevae.device.keep_freed_memory).
+``--malloc bounded|heap|glibc`` (how glibc keeps freed memory: maevae.device.set_malloc_policy).
 """
 
 from __future__ import annotations
@@ -466,13 +466,15 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=5, help="timed training rounds per variant")
     p.add_argument("--is-rounds", type=int, default=3, help="timed IS rounds per variant")
     p.add_argument("--k", type=int, default=512, help="importance samples (one image)")
-    p.add_argument("--chunk", type=int, default=512, help="samples per decoder pass")
+    p.add_argument("--chunk", type=int, default=128,
+                   help="samples per decoder pass (128: eval.nll_chunk's default)")
     p.add_argument("--k-mem", type=int, default=4096, help="K of the memory probe; 0 skips it")
     p.add_argument("--variants", default="reference,fast")
     p.add_argument("--compile", action="store_true", help="add the torch.compile variant")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
-    p.add_argument("--malloc", choices=["keep", "default"], default="keep",
-                   help="keep: glibc keeps freed memory mapped (maevae.device.keep_freed_memory)")
+    p.add_argument("--malloc", choices=list(prec.MALLOC_POLICIES), default="bounded",
+                   help="glibc allocator policy (maevae.device.set_malloc_policy; default "
+                        "bounded, the product's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--memory-probe", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -488,8 +490,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.device == "cpu" and args.malloc == "keep":
-        prec.keep_freed_memory(True)
+    if args.device == "cpu":
+        prec.set_malloc_policy(args.malloc)
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: no CUDA GPU is available")
     if args.memory_probe:
