@@ -210,8 +210,8 @@ def set_malloc_policy(policy: str = "bounded") -> bool:
       kept for reuse; larger blocks (the data-dependent init on 500 images, one-off
       buffers) are mmapped and returned on free, so they do not stay resident;
     * ``"heap"``: every block comes from the heap and nothing is returned (resident memory
-      stays at the process's peak, fragmentation included): maevae's policy before 0.1.0's
-      memory work, kept for benchmarks;
+      stays at the process's peak, fragmentation included): maevae's policy until
+      2026-12-02, kept for comparison (``benchmarks/allocator.py``, ``memory.py``);
     * ``"glibc"``: glibc's defaults (65536 mmaps, dynamic threshold, 128 KiB trim threshold).
     """
     if policy not in MALLOC_POLICIES:
