@@ -337,22 +337,24 @@ def _finite(folder: Path) -> bool:
                for t in load_file(p).values() if t.is_floating_point())
 
 
+def _failed_run(out, capsys, *sets: str) -> str:
+    """Train the tiny preset with ``sets``, expecting exit code 2; the last stderr line."""
+    with pytest.raises(SystemExit) as exc:
+        train_tiny_run(out, *sets)
+    assert exc.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
 def test_huge_lr_never_saves_non_finite_weights(tmp_path, capsys):
     out = tmp_path / "run"
-    with pytest.raises(SystemExit) as exc:
-        train_tiny_run(out, "train.lr=1e300", "train.max_steps=6")
-    err = capsys.readouterr().err
-    assert exc.value.code == 2
-    assert "the weights became non-finite" in err.strip().splitlines()[-1]
+    err = _failed_run(out, capsys, "train.lr=1e300", "train.max_steps=6")
+    assert "the weights became non-finite" in err
     assert not (out / "best").exists()
     assert _finite(out)  # only the initial, finite checkpoint was written
 
 
 def test_every_step_skipped_is_an_error_not_a_finish(tmp_path, capsys):
     out = tmp_path / "run"
-    with pytest.raises(SystemExit) as exc:
-        train_tiny_run(out, "objective.eta=1e300", "train.max_steps=6")
-    err = capsys.readouterr().err
-    assert exc.value.code == 2
-    assert "all 6 optimizer steps so far were skipped" in err.strip().splitlines()[-1]
+    err = _failed_run(out, capsys, "objective.eta=1e300", "train.max_steps=6")
+    assert "all 6 optimizer steps so far were skipped" in err
     assert not (out / "best").exists()
