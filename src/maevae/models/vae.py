@@ -48,12 +48,16 @@ class Terms:
     recon:  [B]  -E_q log p(x|z)        (mean over S posterior samples)
     kl:     [B]  E_q [log q(z|x) - log p(z)]  (Monte Carlo; analytic for a normal prior)
     mu, logvar: [B, D]  posterior parameters (for the MAE regularizers)
+    kl_per_dim: [B, D]  KL_k = KL(N(mu_k, s_k) || N(0, 1)) with kl = sum_k KL_k, for the
+                standard normal prior (per-dimension free bits); None for a flow prior, whose
+                KL does not split by dimension
     """
 
     recon: torch.Tensor
     kl: torch.Tensor
     mu: torch.Tensor
     logvar: torch.Tensor
+    kl_per_dim: torch.Tensor | None = None
 
 
 class VAE(nn.Module):
@@ -86,11 +90,13 @@ class VAE(nn.Module):
         z = q.rsample(n_samples, generator) if eps is None else q.mu + (0.5 * q.logvar).exp() * eps
         # z: [S, B, D]
         recon = -self.decoder.log_prob(x, z).mean(0)  # [B]
+        kl_per_dim = None
         if isinstance(self.prior, StandardNormalPrior):
-            kl = kl_diag_gaussian_standard_normal(q.mu, q.logvar).sum(-1)  # [B]
+            kl_per_dim = kl_diag_gaussian_standard_normal(q.mu, q.logvar)  # [B, D]
+            kl = kl_per_dim.sum(-1)  # [B]
         else:
             kl = (q.log_prob(z) - self.prior.log_prob(z)).mean(0)  # [B]
-        return Terms(recon=recon, kl=kl, mu=q.mu, logvar=q.logvar)
+        return Terms(recon=recon, kl=kl, mu=q.mu, logvar=q.logvar, kl_per_dim=kl_per_dim)
 
     def forward(self, x: torch.Tensor, n_samples: int = 1,
                 generator: torch.Generator | None = None, eps: torch.Tensor | None = None) -> Terms:
