@@ -240,8 +240,9 @@ def training_loss(recon: torch.Tensor, kl: torch.Tensor, mu: torch.Tensor, logva
     ``kl_weight``: beta_t of :func:`maevae.kl_schedule.kl_weight`, applied after the free-bits
     clamp. ``free_bits_mode: per_dim`` replaces the clamp by :func:`free_bits_per_dim` of
     ``kl_per_dim`` [B, D]. ``mmd_weight`` > 0 (InfoVAE, Zhao et al., 2017) needs ``z`` [B, D],
-    one posterior sample per example, and ``z_prior`` [m, D] drawn from p(z). The logged
-    ``elbo`` is always the unweighted recon + kl.
+    one posterior sample per example, and ``z_prior`` [m, D] drawn from p(z) (the trainer
+    passes both in the prior's N(0, I) base space: ``Terms.z_base`` and N(0, I) draws). The
+    logged ``elbo`` is always the unweighted recon + kl.
     """
     r, k = recon.mean(), kl.mean()
     if free_bits and cfg.free_bits_mode == "per_dim":
@@ -269,6 +270,7 @@ def training_loss(recon: torch.Tensor, kl: torch.Tensor, mu: torch.Tensor, logva
                               "samples z_prior (the trainer passes both)")
         mmd = mmd2(z, z_prior, cfg.mmd_kernel, cfg.mmd_bandwidth, cfg.mmd_estimator)
         loss = loss + cfg.mmd_weight * mmd
-    beta = torch.tensor(float(kl_weight)) if _kl_weight_logged(cfg) else None
+    logged = _kl_weight_logged(cfg) or kl_weight != 1.0
+    beta = torch.tensor(float(kl_weight), dtype=torch.float64) if logged else None
     return LossTerms(loss=loss, recon=r, kl=k, elbo=r + k, mpd=mpd, std=std, diverse=diverse,
                      smooth=std, kl_weight=beta, mmd=mmd)

@@ -51,6 +51,9 @@ class Terms:
     kl_per_dim: [B, D]  KL_k = KL(N(mu_k, s_k) || N(0, 1)) with kl = sum_k KL_k, for the
                 standard normal prior (per-dimension free bits); None for a flow prior, whose
                 KL does not split by dimension
+    z_base: [B, D]  the first posterior sample z[0] carried into the prior's N(0, I) base
+                space (the flow's eps(z); z[0] itself for the standard normal prior), for
+                the InfoVAE MMD term
     """
 
     recon: torch.Tensor
@@ -58,6 +61,7 @@ class Terms:
     mu: torch.Tensor
     logvar: torch.Tensor
     kl_per_dim: torch.Tensor | None = None
+    z_base: torch.Tensor | None = None
 
 
 class VAE(nn.Module):
@@ -94,9 +98,12 @@ class VAE(nn.Module):
         if isinstance(self.prior, StandardNormalPrior):
             kl_per_dim = kl_diag_gaussian_standard_normal(q.mu, q.logvar)  # [B, D]
             kl = kl_per_dim.sum(-1)  # [B]
+            base = z
         else:
-            kl = (q.log_prob(z) - self.prior.log_prob(z)).mean(0)  # [B]
-        return Terms(recon=recon, kl=kl, mu=q.mu, logvar=q.logvar, kl_per_dim=kl_per_dim)
+            log_pz, base = self.prior.log_prob_with_base(z)  # [S, B], [S, B, D]
+            kl = (q.log_prob(z) - log_pz).mean(0)  # [B]
+        return Terms(recon=recon, kl=kl, mu=q.mu, logvar=q.logvar, kl_per_dim=kl_per_dim,
+                     z_base=base[0])
 
     def forward(self, x: torch.Tensor, n_samples: int = 1,
                 generator: torch.Generator | None = None, eps: torch.Tensor | None = None) -> Terms:

@@ -84,8 +84,9 @@ def compute_loss(net: torch.nn.Module, x: torch.Tensor, eps: torch.Tensor, cfg: 
     mean); the KL (for free bits) and the posteriors (for the regularizer) are all-gathered
     with gradients, so the clamp and MPD / STD / L_diverse see the whole global batch. So are
     the per-dimension KL (``free_bits_mode: per_dim``) and, for the MMD term, the posterior
-    samples z = mu + exp(logvar / 2)·eps[0] [B, D]; ``z_prior`` [B, D] are draws from p(z)
-    (the same on every rank). ``kl_weight``: beta_t of this step.
+    samples z = mu + exp(logvar / 2)·eps[0] in the prior's base space (``Terms.z_base``
+    [B, D]); ``z_prior`` [B, D] are the N(0, I) draws they are compared with (the same on
+    every rank). ``kl_weight``: beta_t of this step.
     """
     o = cfg.objective
     with autocast(x.device, cfg.train.precision):
@@ -97,8 +98,7 @@ def compute_loss(net: torch.nn.Module, x: torch.Tensor, eps: torch.Tensor, cfg: 
     if o.free_bits_mode == "per_dim" and terms.kl_per_dim is not None:
         kl_per_dim = all_gather_grad(at_least_fp32(terms.kl_per_dim), dist)  # [B, D]
     if o.mmd_weight > 0:
-        mu_b, lv_b = at_least_fp32(terms.mu), at_least_fp32(terms.logvar)
-        z = all_gather_grad(mu_b + (0.5 * lv_b).exp() * eps[0].to(mu_b.dtype), dist)  # [B, D]
+        z = all_gather_grad(at_least_fp32(terms.z_base), dist)  # [B, D]
     return training_loss(at_least_fp32(terms.recon), kl, mu, logvar, o, dims,
                          kl_weight=kl_weight, kl_per_dim=kl_per_dim, z=z, z_prior=z_prior)
 
@@ -316,8 +316,10 @@ class Trainer:
         x, eps = x_all[lo:hi], eps_all[:, lo:hi]
         z_prior = None
         if cfg.objective.mmd_weight > 0:  # drawn after eps: the other draws are unchanged
-            # through the prior without gradient (AFPrior.sample is no_grad): MMD trains q
-            z_prior = self.model.prior.sample(len(idx), generator=g, device=self.device)
+            # N(0, I) in the prior's base space: a flow's exact inverse (prior.sample) can
+            # overflow on a trained flow, its density direction cannot
+            z_prior = torch.randn(len(idx), self.model.latent_dim, generator=g,
+                                  device=self.device)  # [B, D]
         beta = kl_weight(cfg.objective, c.step)
         torch.manual_seed(int(_gen(cfg.seed, 4, c.step).initial_seed()))  # dropout (colour)
         self.model.train()
