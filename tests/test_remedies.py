@@ -143,7 +143,7 @@ def test_bn_vae_layer_gives_the_closed_form_second_moment():
     with torch.no_grad():
         bn.shift.copy_(torch.tensor([0.0, 0.5, -1.0, 0.2, 2.0]))
     x = torch.randn(64, d) * torch.tensor([0.1, 1.0, 3.0, 0.01, 5.0]) + 4.0
-    y = bn(x)
+    y = bn(x).detach()
     v = x.var(0, unbiased=False)  # BatchNorm's batch variance in train mode
     beta = bn.shift.detach()
     assert torch.allclose(y.mean(0), beta, atol=1e-5)
@@ -322,3 +322,74 @@ def test_one_trainer_step_with_each_remedy(tmp_path, digits, sets):
         assert math.isfinite(first["mmd"])
     else:
         assert "mmd" not in first
+
+
+# ---------------------------------------------------------------- two processes
+_DDP_SETS = ["model.prior.type=normal", "objective.free_bits_mode=per_dim",
+             "objective.free_bits=0.3", "objective.mmd_weight=10"]
+
+
+def _ddp_setup():
+    from maevae.config import load_config as load
+
+    cfg = load("tiny/test", _DDP_SETS)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, (1, 8, 8)).double()
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(12, 1, 8, 8, generator=g) < 0.4).double()
+    model.initialize(x)
+    eps = torch.randn(1, 12, 4, generator=g, dtype=torch.float64)
+    z_prior = torch.randn(12, 4, generator=g, dtype=torch.float64)
+    return cfg, model, x, eps, z_prior
+
+
+def _ddp_worker(rank: int, world: int, folder: str) -> None:
+    import torch.distributed as dist
+    from safetensors.torch import save_file
+
+    from maevae.train.distributed import DistInfo
+    from maevae.train.trainer import compute_loss
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank,
+                            world_size=world)
+    try:
+        cfg, model, x, eps, z_prior = _ddp_setup()
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+        sl = slice(rank * 6, (rank + 1) * 6)
+        lt = compute_loss(ddp, x[sl], eps[:, sl], cfg, 64, DistInfo(rank, world),
+                          kl_weight=0.7, z_prior=z_prior)
+        lt.loss.backward()
+        out = {f"grad.{n}": p.grad for n, p in model.named_parameters() if p.grad is not None}
+        out["loss"] = lt.loss.detach().reshape(1)
+        out["mmd"] = lt.mmd.detach().reshape(1)
+        save_file({k: v.contiguous() for k, v in out.items()}, f"{folder}/rank{rank}.safetensors")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_ranks_see_the_global_batch_in_per_dim_free_bits_and_mmd(tmp_path):
+    import os
+
+    import torch.distributed as dist
+    import torch.multiprocessing as mp
+    from safetensors.torch import load_file
+
+    from maevae.train.distributed import DistInfo
+    from maevae.train.trainer import compute_loss
+
+    if not dist.is_available():
+        pytest.skip("torch.distributed unavailable")
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
+    cfg, model, x, eps, z_prior = _ddp_setup()
+    ref = compute_loss(model, x, eps, cfg, 64, DistInfo(), kl_weight=0.7, z_prior=z_prior)
+    ref.loss.backward()
+    ranks = [load_file(str(tmp_path / f"rank{r}.safetensors")) for r in range(2)]
+    for r in ranks:  # the MMD of the whole global batch on every rank
+        torch.testing.assert_close(r["mmd"], ref.mmd.detach().reshape(1))
+    for name, p in model.named_parameters():
+        for r in ranks:
+            torch.testing.assert_close(r[f"grad.{name}"], p.grad, rtol=1e-5, atol=1e-5)
+    mean_loss = sum(r["loss"] for r in ranks) / 2
+    torch.testing.assert_close(mean_loss, ref.loss.detach().reshape(1), rtol=1e-5, atol=1e-5)
