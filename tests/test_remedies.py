@@ -135,6 +135,28 @@ def test_terms_carry_the_first_sample_into_the_prior_base_space():
                           q.mu + (0.5 * q.logvar).exp() * eps[0], atol=1e-6)
 
 
+def test_flow_prior_terms_keep_the_old_gradients_bit_for_bit():
+    """Returning the base-space point must not change a default run: the gradients equal
+    those of the old formula kl = (log q(z) - log p(z)).mean(0), bit for bit."""
+    model = build_model(load_config("tiny/test").model, (1, 8, 8))
+    x = torch.bernoulli(torch.full((6, 1, 8, 8), 0.4))
+    eps = torch.randn(1, 6, 4)
+
+    def grads(loss):
+        model.zero_grad()
+        loss.backward()
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    t = model.terms(x, 1, eps=eps)
+    new = grads(t.recon.mean() + t.kl.mean())
+    q = model.encoder(x)
+    z = q.mu + (0.5 * q.logvar).exp() * eps
+    recon = -model.decoder.log_prob(x, z).mean(0)
+    kl = (q.log_prob(z) - model.prior.log_prob(z)).mean(0)
+    old = grads(recon.mean() + kl.mean())
+    assert len(new) == len(old) and all(torch.equal(a, b) for a, b in zip(new, old))
+
+
 # ---------------------------------------------------------------- BN-VAE
 def test_bn_vae_layer_gives_the_closed_form_second_moment():
     torch.manual_seed(2)

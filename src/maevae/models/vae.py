@@ -100,8 +100,9 @@ class VAE(nn.Module):
             kl = kl_per_dim.sum(-1)  # [B]
             base = z
         else:
+            log_qz = q.log_prob(z)  # [S, B]; before log p(z), as ever: the same gradients
             log_pz, base = self.prior.log_prob_with_base(z)  # [S, B], [S, B, D]
-            kl = (q.log_prob(z) - log_pz).mean(0)  # [B]
+            kl = (log_qz - log_pz).mean(0)  # [B]
         return Terms(recon=recon, kl=kl, mu=q.mu, logvar=q.logvar, kl_per_dim=kl_per_dim,
                      z_base=base[0])
 
