@@ -307,6 +307,16 @@ def test_the_remedy_presets_set_their_remedy():
     assert cyc.objective.kl_cycles * cyc.objective.kl_anneal_steps >= 15 * 13
 
 
+def test_a_paper_preset_with_a_remedy_gets_no_paper_row():
+    from maevae.evaluate.compare import paper_key_for
+
+    assert paper_key_for(load_config("mnist/vlae")) == "mnist/vlae"
+    for sets in (["objective.kl_weight=0.5"], ["objective.mmd_weight=1"],
+                 ["model.encoder.bn_mu_scale=0.6"],
+                 ["objective.kl_anneal=linear", "objective.kl_anneal_steps=5"]):
+        assert paper_key_for(load_config("mnist/vlae", sets)) is None, sets
+
+
 # ---------------------------------------------------------------- one trainer step each
 @pytest.fixture(scope="module")
 def digits():
