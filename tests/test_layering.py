@@ -4,7 +4,8 @@ Layers, lowest first; a module may import its own package (same first name under
 ``maevae``) and any lower layer, never a higher one; ``train`` and ``evaluate`` share a layer
 and never import each other::
 
-    errors, fsutil, console < safe_yaml < data < config < device < nn < distributions < models
+    errors, fsutil, console < safe_yaml < data < config < {device, kl_schedule} < nn
+        < distributions < models
         < objectives < {statistics, inference} < runs < {train, evaluate}
         < digits_comparison < cli < __main__
 
@@ -27,7 +28,7 @@ LAYERS: list[set[str]] = [
     {"safe_yaml", "signals"},
     {"data"},
     {"config"},
-    {"device"},
+    {"device", "kl_schedule"},
     {"nn"},
     {"distributions"},
     {"models"},

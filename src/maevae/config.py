@@ -86,6 +86,9 @@ class EncoderConfig:
     type: Literal["resnet", "densenet"] = "resnet"
     latent_dim: int = 32
     logvar_clip: float | None = None  # CIFAR: 7.0 (hardtanh to [-7, 7])
+    # BN-VAE (Zhu et al., 2020): batch-normalise the posterior means with this fixed scale
+    # gamma and a learned shift (None = off)
+    bn_mu_scale: float | None = None
 
 
 @dataclass
@@ -121,14 +124,25 @@ class ModelConfig:
 @dataclass
 class ObjectiveConfig:
     """The ``objective`` section: the MAE weights ``eta`` (L_diverse) and ``gamma``
-    (L_smooth), the form of L_diverse, free bits and the posterior samples per term."""
+    (L_smooth), the form of L_diverse, free bits, the posterior samples per term, and the
+    posterior-collapse remedies (KL weight and annealing, MMD; docs/remedies.md)."""
     eta: float = 0.0  # weight of L_diverse (0 = VLAE)
     gamma: float = 0.0  # weight of L_smooth
     div_form: Literal["code", "paper"] = "code"
-    free_bits: float = 0.0  # nats (batch_total) or nats per data dim (per_datadim)
-    free_bits_mode: Literal["off", "batch_total", "per_datadim"] = "off"
+    # nats (batch_total), nats per data dim (per_datadim) or per latent dim (per_dim)
+    free_bits: float = 0.0
+    free_bits_mode: Literal["off", "batch_total", "per_datadim", "per_dim"] = "off"
     kl_samples_train: int = 1
     kl_samples_eval: int = 5
+    kl_weight: float = 1.0  # beta, the weight of the KL term in the training loss
+    kl_anneal: Literal["off", "linear", "cyclical"] = "off"
+    kl_anneal_steps: int = 0  # linear: warm-up steps; cyclical: the cycle length L
+    kl_cycle_ratio: float = 0.5  # cyclical: R, the ramping share of each cycle
+    kl_cycles: int | None = None  # cyclical: cycles before beta stays put (None = all run)
+    mmd_weight: float = 0.0  # lambda of the InfoVAE MMD term (0 = off)
+    mmd_kernel: Literal["imq", "rbf"] = "imq"
+    mmd_bandwidth: float | None = None  # the kernel's C; None = 2 * latent dim
+    mmd_estimator: Literal["unbiased", "biased"] = "unbiased"
 
 
 @dataclass
@@ -219,6 +233,8 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("data.test_fraction", lambda v: v is None or 0 < v < 1, "null or a number in (0, 1)"),
     ("model.encoder.latent_dim", lambda v: v >= 1, "an integer >= 1"),
     ("model.encoder.logvar_clip", lambda v: v is None or v > 0, "null or a number > 0"),
+    ("model.encoder.bn_mu_scale", lambda v: v is None or v > 0,
+     "null (off) or a number > 0 (BN-VAE's gamma, e.g. 0.6)"),
     ("model.decoder.channels", lambda v: v >= 2 and v % 2 == 0, "an even integer >= 2"),
     ("model.decoder.z_maps", lambda v: v >= 1, "an integer >= 1"),
     ("model.decoder.nmix", lambda v: v >= 1, "an integer >= 1"),
@@ -231,6 +247,13 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("objective.free_bits", lambda v: v >= 0, "a number >= 0"),
     ("objective.kl_samples_train", lambda v: v >= 1, "an integer >= 1"),
     ("objective.kl_samples_eval", lambda v: v >= 1, "an integer >= 1"),
+    ("objective.kl_weight", lambda v: v >= 0, "a number >= 0 (1 = the ELBO's weight)"),
+    ("objective.kl_anneal_steps", lambda v: v >= 0, "an integer >= 0"),
+    ("objective.kl_cycle_ratio", lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    ("objective.kl_cycles", lambda v: v is None or v >= 1, "null or an integer >= 1"),
+    ("objective.mmd_weight", lambda v: v >= 0, "a number >= 0 (0 = off)"),
+    ("objective.mmd_bandwidth", lambda v: v is None or v > 0,
+     "null (2 x latent dim) or a number > 0"),
     ("train.batch_size", lambda v: v >= 1, "an integer >= 1"),
     ("train.lr", lambda v: v > 0, "a number > 0"),
     ("train.betas", lambda v: len(v) == 2 and all(0 <= b < 1 for b in v),
@@ -268,6 +291,20 @@ def _cross_checks(cfg: RunConfig) -> None:
     if o.free_bits_mode != "off" and o.free_bits == 0:
         raise ConfigError(f"objective.free_bits_mode={o.free_bits_mode!r} needs "
                           "objective.free_bits > 0 (or set free_bits_mode: off)")
+    if o.free_bits_mode == "per_dim" and cfg.model.prior.type != "normal":
+        raise ConfigError("objective.free_bits_mode=per_dim needs model.prior.type=normal (the "
+                          "flow prior's KL does not split by latent dimension): set "
+                          "model.prior.type=normal")
+    if o.kl_anneal != "off" and o.kl_anneal_steps < 1:
+        what = "warm-up steps" if o.kl_anneal == "linear" else "steps per cycle"
+        raise ConfigError(f"objective.kl_anneal={o.kl_anneal!r} needs objective.kl_anneal_steps "
+                          f">= 1 ({what}), or set kl_anneal: off")
+    if o.mmd_weight > 0 and t.batch_size < 2:
+        raise ConfigError(f"train.batch_size={t.batch_size} but the MMD term (mmd_weight > 0) "
+                          "compares batches of codes: use train.batch_size >= 2")
+    if cfg.model.encoder.bn_mu_scale is not None and t.batch_size < 2:
+        raise ConfigError(f"train.batch_size={t.batch_size} but model.encoder.bn_mu_scale "
+                          "batch-normalises the means: use train.batch_size >= 2")
     if cfg.model.decoder.type == "pixelcnnpp" and cfg.data.binarize:
         raise ConfigError("model.decoder.type=pixelcnnpp models 8-bit colour: set "
                           "data.binarize=false")

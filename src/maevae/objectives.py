@@ -7,7 +7,11 @@ Public API::
     d.std      # unbiased std of the total pairwise KL T_ij = sum_k KL_k(i || j), i != j
     d.diverse  # L_diverse before eta: sum_k softplus(-M_k) ("code") or Eq. 8 ("paper")
 
-    loss = mae_loss(terms, cfg.objective, data_dims)   # a LossTerms container
+    loss = training_loss(recon, kl, mu, logvar, cfg.objective, data_dims)   # LossTerms
+
+The posterior-collapse remedies enter :func:`training_loss` as switches (docs/remedies.md):
+the KL weight beta_t (:mod:`maevae.kl_schedule`), per-dimension free bits
+(:func:`free_bits_per_dim`) and the InfoVAE MMD term (:func:`maevae.distributions.mmd2`).
 
 The pairwise KL between diagonal Gaussians, per dimension k, in the direction i -> j::
 
@@ -27,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from maevae.config import ObjectiveConfig
-from maevae.distributions import VAR_EPS
+from maevae.distributions import VAR_EPS, mmd2
 from maevae.errors import MaevaeError
 
 __all__ = [
@@ -37,6 +41,7 @@ __all__ = [
     "MIN_STD_BATCH",
     "PosteriorDivergence",
     "batch_mpd_std",
+    "free_bits_per_dim",
     "free_bits_threshold",
     "mean_or_none",
     "mean_pairwise_kl_per_dim",
@@ -177,44 +182,78 @@ def mean_or_none(values: list[float]) -> float | None:
 
 
 def free_bits_threshold(cfg: ObjectiveConfig, data_dims: int) -> float:
-    """Free-bits floor in nats on the batch-mean total KL (0 when off)."""
-    if cfg.free_bits_mode == "off":
+    """Free-bits floor in nats on the batch-mean total KL (0 when off, and for ``per_dim``,
+    whose floor is per latent dimension: :func:`free_bits_per_dim`)."""
+    if cfg.free_bits_mode in ("off", "per_dim"):
         return 0.0
     if cfg.free_bits_mode == "batch_total":
         return cfg.free_bits
     return cfg.free_bits * data_dims  # per_datadim: 0.01 × 784 = 7.84 nats
 
 
+def free_bits_per_dim(kl_per_dim: torch.Tensor, nats: float) -> torch.Tensor:
+    """Free bits per latent dimension (Kingma et al., 2016, "Improved Variational Inference
+    with Inverse Autoregressive Flow", §C.8): sum_k max(lambda, mean_b KL_bk).
+
+    kl_per_dim: [B, D] per-example, per-dimension KL; nats: lambda. Returns a 0-d tensor; a
+    dimension whose batch-mean KL is below lambda gets no gradient from the KL term.
+    """
+    return torch.clamp(kl_per_dim.mean(0), min=nats).sum()  # [D] -> []
+
+
 @dataclass
 class LossTerms:
-    """Scalar parts of one step's loss; ``loss`` is what is differentiated."""
+    """Scalar parts of one step's loss; ``loss`` is what is differentiated. ``kl_weight``
+    and ``mmd`` are None (and not logged) unless their remedy is on."""
 
     loss: torch.Tensor
     recon: torch.Tensor  # batch mean
-    kl: torch.Tensor  # batch mean (before free bits)
+    kl: torch.Tensor  # batch mean (before free bits and the KL weight)
     elbo: torch.Tensor  # recon + kl (a negative ELBO, nats per example)
     mpd: torch.Tensor
     std: torch.Tensor
     diverse: torch.Tensor  # before eta
     smooth: torch.Tensor  # = std (before gamma)
+    kl_weight: torch.Tensor | None = None  # beta_t (KL weight / annealing on)
+    mmd: torch.Tensor | None = None  # MMD^2(z_q, z_p) before lambda (mmd_weight > 0)
 
     def scalars(self) -> dict[str, float]:
-        """Every term as a Python float (for logging)."""
-        return {k: float(v.detach()) for k, v in self.__dict__.items()}
+        """Every term that is set as a Python float (for logging)."""
+        return {k: float(v.detach()) for k, v in self.__dict__.items() if v is not None}
+
+
+def _kl_weight_logged(cfg: ObjectiveConfig) -> bool:
+    return cfg.kl_anneal != "off" or cfg.kl_weight != 1.0
 
 
 def training_loss(recon: torch.Tensor, kl: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-                  cfg: ObjectiveConfig, data_dims: int, free_bits: bool = True) -> LossTerms:
-    """The loss of one step, VLAE or MAE: mean_b recon_b + max(mean_b kl_b, FB) + eta·L_diverse
-    + gamma·STD (eta = gamma = 0: the plain (V)LAE ELBO with free bits).
+                  cfg: ObjectiveConfig, data_dims: int, free_bits: bool = True, *,
+                  kl_weight: float = 1.0, kl_per_dim: torch.Tensor | None = None,
+                  z: torch.Tensor | None = None,
+                  z_prior: torch.Tensor | None = None) -> LossTerms:
+    """The loss of one step, VLAE or MAE: mean_b recon_b + beta_t·max(mean_b kl_b, FB)
+    + eta·L_diverse + gamma·STD + lambda·MMD^2(z, z_prior) (eta = gamma = lambda = 0,
+    beta_t = 1: the plain (V)LAE ELBO with free bits).
 
     recon, kl: [B] per-example terms; mu, logvar: [B, D]. The regularizers are added to the
     per-example ELBO without any further scaling, as in the authors' code (SPEC §2.9).
+    ``kl_weight``: beta_t of :func:`maevae.kl_schedule.kl_weight`, applied after the free-bits
+    clamp. ``free_bits_mode: per_dim`` replaces the clamp by :func:`free_bits_per_dim` of
+    ``kl_per_dim`` [B, D]. ``mmd_weight`` > 0 (InfoVAE, Zhao et al., 2017) needs ``z`` [B, D],
+    one posterior sample per example, and ``z_prior`` [m, D] drawn from p(z) (the trainer
+    passes both in the prior's N(0, I) base space: ``Terms.z_base`` and N(0, I) draws). The
+    logged ``elbo`` is always the unweighted recon + kl.
     """
     r, k = recon.mean(), kl.mean()
-    fb = free_bits_threshold(cfg, data_dims) if free_bits else 0.0
-    kl_term = torch.clamp(k, min=fb) if fb > 0 else k
-    loss = r + kl_term
+    if free_bits and cfg.free_bits_mode == "per_dim":
+        if kl_per_dim is None:
+            raise MaevaeError("objective.free_bits_mode=per_dim needs the per-dimension KL of a "
+                              "standard normal prior: set model.prior.type=normal")
+        kl_term = free_bits_per_dim(kl_per_dim, cfg.free_bits)
+    else:
+        fb = free_bits_threshold(cfg, data_dims) if free_bits else 0.0
+        kl_term = torch.clamp(k, min=fb) if fb > 0 else k
+    loss = r + kl_term if kl_weight == 1.0 else r + kl_weight * kl_term
     if mu.shape[0] >= 2:
         d = posterior_divergence(mu, logvar, cfg.div_form)
         mpd, std, diverse = d.mpd, d.std, d.diverse
@@ -224,5 +263,14 @@ def training_loss(recon: torch.Tensor, kl: torch.Tensor, mu: torch.Tensor, logva
         loss = loss + cfg.eta * diverse
     if cfg.gamma > 0:
         loss = loss + cfg.gamma * std
+    mmd = None
+    if cfg.mmd_weight > 0:
+        if z is None or z_prior is None:
+            raise MaevaeError("objective.mmd_weight > 0 needs the posterior samples z and prior "
+                              "samples z_prior (the trainer passes both)")
+        mmd = mmd2(z, z_prior, cfg.mmd_kernel, cfg.mmd_bandwidth, cfg.mmd_estimator)
+        loss = loss + cfg.mmd_weight * mmd
+    logged = _kl_weight_logged(cfg) or kl_weight != 1.0
+    beta = torch.tensor(float(kl_weight), dtype=torch.float64) if logged else None
     return LossTerms(loss=loss, recon=r, kl=k, elbo=r + k, mpd=mpd, std=std, diverse=diverse,
-                     smooth=std)
+                     smooth=std, kl_weight=beta, mmd=mmd)

@@ -15,6 +15,7 @@ __all__ = [
     "DiagGaussian",
     "LOG_2PI",
     "VAR_EPS",
+    "bn_vae_kl_lower_bound",
     "gaussian_log_prob",
     "kl_diag_gaussian_standard_normal",
     "standard_normal_log_prob",
@@ -59,4 +60,20 @@ def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
 def kl_diag_gaussian_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Analytic KL( N(mu, exp(logvar)) || N(0, I) ) per dimension; [..., D] -> [..., D]."""
     return 0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar)
+
+
+def bn_vae_kl_lower_bound(gamma: float, beta: torch.Tensor) -> torch.Tensor:
+    """BN-VAE's floor on the expected KL to N(0, I) (Zhu et al., 2020, Eq. 6), in nats.
+
+    When the posterior means pass through a batch normalisation with fixed scale gamma and
+    learned shifts beta_k, E[mu_k] = beta_k and E[mu_k^2] = gamma^2 + beta_k^2, so::
+
+        E_x KL = 1/2 sum_k (E[mu_k^2] + E[sigma_k^2] - E[log sigma_k^2] - 1)
+              >= 1/2 sum_k E[mu_k^2] = 1/2 sum_k (gamma^2 + beta_k^2) >= D gamma^2 / 2
+
+    (sigma^2 - log sigma^2 - 1 >= 0). beta: [D] -> a 0-d tensor. Over one training batch
+    the normaliser's eps makes E[mu_k^2] = gamma^2 v_k / (v_k + eps) + beta_k^2 (v_k the
+    batch variance), a hair below the bound.
+    """
+    return 0.5 * (gamma ** 2 + beta.pow(2)).sum()
 

@@ -27,14 +27,21 @@ _PAPER_DATASETS = {"mnist": ("mnist",), "omniglot": ("omniglot", "omniglot_mat")
                    "cifar10": ("cifar10",)}
 
 
+def _remedy_on(cfg) -> bool:
+    """Whether any posterior-collapse remedy of docs/remedies.md is switched on."""
+    o = cfg.objective
+    return (o.kl_weight != 1.0 or o.kl_anneal != "off" or o.mmd_weight > 0
+            or o.free_bits_mode == "per_dim" or cfg.model.encoder.bn_mu_scale is not None)
+
+
 def paper_key_for(cfg) -> str | None:
     """The ``paper_numbers`` key of a run's preset, or None when no published row matches.
 
     The config ``name`` ``<dataset>_<model>`` (e.g. ``mnist_mae_eta1.0_gamma0.5``) maps to
     ``<dataset>/<model>``; the key is used only if the paper has it, the dataset is the
     same, and the objective agrees with the preset (η, γ; free bits for ``vlae_fb``; the
-    factorised decoder for ``resnet_vae_af``), so a renamed or overridden run gets no
-    paper row.
+    factorised decoder for ``resnet_vae_af``; no posterior-collapse remedy), so a renamed or
+    overridden run gets no paper row.
     """
     dataset, sep, model = str(getattr(cfg, "name", "")).partition("_")
     if not sep or dataset not in _PAPER_DATASETS:
@@ -45,6 +52,8 @@ def paper_key_for(cfg) -> str | None:
     if key not in PAPER:
         return None
     o = cfg.objective
+    if _remedy_on(cfg):  # the paper has no posterior-collapse remedies (docs/remedies.md)
+        return None
     if model.startswith("mae_eta"):
         try:
             eta, gamma = (float(v) for v in model[len("mae_eta"):].split("_gamma"))

@@ -59,7 +59,8 @@ def _resnet_encoder(cfg: ModelConfig, image_shape: Shape) -> nn.Module:
     if min(h, w) < 8:
         raise ConfigError(f"images of {h}x{w} are too small for the ResNet encoder "
                           "(three stride-2 blocks): use images of at least 8x8")
-    return ResNetEncoder(image_shape, cfg.encoder.latent_dim, cfg.encoder.logvar_clip)
+    return ResNetEncoder(image_shape, cfg.encoder.latent_dim, cfg.encoder.logvar_clip,
+                         bn_mu_scale=cfg.encoder.bn_mu_scale)
 
 
 def _densenet_encoder(cfg: ModelConfig, image_shape: Shape) -> nn.Module:
@@ -67,7 +68,8 @@ def _densenet_encoder(cfg: ModelConfig, image_shape: Shape) -> nn.Module:
     if c != 3 or h % 4 or w % 4 or min(h, w) < 8:
         raise ConfigError(f"the densenet/pixelcnnpp model needs 3-channel images with sides "
                           f"divisible by 4 and >= 8 (CIFAR-10: 3x32x32), got {c}x{h}x{w}")
-    return DenseNetEncoder(image_shape, cfg.encoder.latent_dim, cfg.encoder.logvar_clip)
+    return DenseNetEncoder(image_shape, cfg.encoder.latent_dim, cfg.encoder.logvar_clip,
+                           bn_mu_scale=cfg.encoder.bn_mu_scale)
 
 
 # -------------------------------------------------------------------------------- decoders

@@ -3,6 +3,9 @@
 * :class:`ResNetEncoder`: binary images (SPEC §1.1);
 * :class:`DenseNetEncoder`: the paper's CIFAR-10 encoder (SPEC §1.5). Its latent is a
   feature map ``z_channels × H/4 × W/4``, returned FLATTENED to ``[B, D]`` in C, H, W order.
+
+Either encoder optionally passes its means through BN-VAE's fixed-scale batch normalisation
+(``bn_mu_scale`` = gamma; Zhu et al., 2020; :class:`~maevae.nn.batchnorm.FixedScaleBatchNorm`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from maevae.distributions import DiagGaussian
+from maevae.nn.batchnorm import FixedScaleBatchNorm
 from maevae.nn.densenet import DenseNet
 from maevae.nn.resnet import ResNetBlock, halvings
 from maevae.nn.weightnorm import Conv2dWN, LinearWN
@@ -29,7 +33,8 @@ class ResNetEncoder(nn.Module):
     """
 
     def __init__(self, image_shape: tuple[int, int, int], latent_dim: int = 32,
-                 logvar_clip: float | None = None, widths=(32, 64, 64), features: int = 512):
+                 logvar_clip: float | None = None, widths=(32, 64, 64), features: int = 512,
+                 bn_mu_scale: float | None = None):
         super().__init__()
         c, h, w = image_shape
         hs, ws = halvings(h), halvings(w)
@@ -39,6 +44,8 @@ class ResNetEncoder(nn.Module):
                                       for i in range(len(widths))))
         self.head = Conv2dWN(widths[-1], features, (hs[-1], ws[-1]))
         self.out = LinearWN(features, 2 * latent_dim)
+        # None (no parameters) when off: older checkpoints load unchanged
+        self.mu_bn = None if bn_mu_scale is None else FixedScaleBatchNorm(latent_dim, bn_mu_scale)
 
     def forward(self, x: torch.Tensor) -> DiagGaussian:
         """The posterior q(z|x) of images x [B, C, H, W]: a diagonal Gaussian with mu, logvar
@@ -46,6 +53,8 @@ class ResNetEncoder(nn.Module):
         h = F.elu(self.head(self.blocks(x)))  # [B, 512, 1, 1]
         h = self.out(h.flatten(1))  # [B, 2D]
         mu, logvar = h.chunk(2, dim=1)  # [B, D] each
+        if self.mu_bn is not None:
+            mu = self.mu_bn(mu)
         if self.logvar_clip is not None:
             logvar = F.hardtanh(logvar, -self.logvar_clip, self.logvar_clip)
         return DiagGaussian(mu, logvar)
@@ -61,7 +70,7 @@ class DenseNetEncoder(nn.Module):
 
     def __init__(self, image_shape: tuple[int, int, int] = (3, 32, 32), z_channels: int = 16,
                  logvar_clip: float | None = 7.0, growth=(15, 16, 16), steps=(3, 3, 6),
-                 hidden: int = 96):
+                 hidden: int = 96, bn_mu_scale: float | None = None):
         super().__init__()
         c, h, w = image_shape
         self.z_shape = (z_channels, h // 4, w // 4)
@@ -75,6 +84,8 @@ class DenseNetEncoder(nn.Module):
         self.down2 = Conv2dWN(d2.out_ch, d2.out_ch, 3, stride=2, padding=1)
         self.head = Conv2dWN(d3.out_ch, hidden, 1)
         self.out = Conv2dWN(hidden, 2 * z_channels, 1)
+        self.mu_bn = None if bn_mu_scale is None else FixedScaleBatchNorm(self.latent_dim,
+                                                                            bn_mu_scale)
 
     def forward(self, x: torch.Tensor) -> DiagGaussian:
         """The posterior q(z|x) of images x [B, 3, H, W]: a diagonal Gaussian over
@@ -85,4 +96,7 @@ class DenseNetEncoder(nn.Module):
         mu, logvar = h.chunk(2, dim=1)  # [B, zc, H/4, W/4] each
         if self.logvar_clip is not None:
             logvar = F.hardtanh(logvar, -self.logvar_clip, self.logvar_clip)
-        return DiagGaussian(mu.flatten(1), logvar.flatten(1))  # [B, D] each
+        mu = mu.flatten(1)  # [B, D]
+        if self.mu_bn is not None:
+            mu = self.mu_bn(mu)
+        return DiagGaussian(mu, logvar.flatten(1))  # [B, D] each

@@ -52,6 +52,10 @@ class StandardNormalPrior(nn.Module):
         """[..., D] -> [...]."""
         return standard_normal_log_prob(z)
 
+    def log_prob_with_base(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log p(z) [...], the base-space point [..., D]): here z itself."""
+        return standard_normal_log_prob(z), z
+
     def sample(self, n: int, generator: torch.Generator | None = None,
                device: torch.device | str = "cpu") -> torch.Tensor:
         """``n`` draws z [n, D] from N(0, I) on ``device``."""
@@ -148,8 +152,13 @@ class AFStackPrior(nn.Module):
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z): [..., D] -> [...]."""
+        return self.log_prob_with_base(z)[0]
+
+    def log_prob_with_base(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log p(z) [...], eps [..., D]): the density and the point's image in the flow's
+        N(0, I) base space (one pass; the InfoVAE MMD compares eps with N(0, I) draws)."""
         eps, logdet = self.to_base(z)
-        return standard_normal_log_prob(eps) + logdet
+        return standard_normal_log_prob(eps) + logdet, eps
 
     @torch.no_grad()
     def from_base(self, eps: torch.Tensor) -> torch.Tensor:

@@ -48,12 +48,20 @@ class Terms:
     recon:  [B]  -E_q log p(x|z)        (mean over S posterior samples)
     kl:     [B]  E_q [log q(z|x) - log p(z)]  (Monte Carlo; analytic for a normal prior)
     mu, logvar: [B, D]  posterior parameters (for the MAE regularizers)
+    kl_per_dim: [B, D]  KL_k = KL(N(mu_k, s_k) || N(0, 1)) with kl = sum_k KL_k, for the
+                standard normal prior (per-dimension free bits); None for a flow prior, whose
+                KL does not split by dimension
+    z_base: [B, D]  the first posterior sample z[0] carried into the prior's N(0, I) base
+                space (the flow's eps(z); z[0] itself for the standard normal prior), for
+                the InfoVAE MMD term
     """
 
     recon: torch.Tensor
     kl: torch.Tensor
     mu: torch.Tensor
     logvar: torch.Tensor
+    kl_per_dim: torch.Tensor | None = None
+    z_base: torch.Tensor | None = None
 
 
 class VAE(nn.Module):
@@ -86,11 +94,17 @@ class VAE(nn.Module):
         z = q.rsample(n_samples, generator) if eps is None else q.mu + (0.5 * q.logvar).exp() * eps
         # z: [S, B, D]
         recon = -self.decoder.log_prob(x, z).mean(0)  # [B]
+        kl_per_dim = None
         if isinstance(self.prior, StandardNormalPrior):
-            kl = kl_diag_gaussian_standard_normal(q.mu, q.logvar).sum(-1)  # [B]
+            kl_per_dim = kl_diag_gaussian_standard_normal(q.mu, q.logvar)  # [B, D]
+            kl = kl_per_dim.sum(-1)  # [B]
+            base = z
         else:
-            kl = (q.log_prob(z) - self.prior.log_prob(z)).mean(0)  # [B]
-        return Terms(recon=recon, kl=kl, mu=q.mu, logvar=q.logvar)
+            log_qz = q.log_prob(z)  # [S, B]; before log p(z), as ever: the same gradients
+            log_pz, base = self.prior.log_prob_with_base(z)  # [S, B], [S, B, D]
+            kl = (log_qz - log_pz).mean(0)  # [B]
+        return Terms(recon=recon, kl=kl, mu=q.mu, logvar=q.logvar, kl_per_dim=kl_per_dim,
+                     z_base=base[0])
 
     def forward(self, x: torch.Tensor, n_samples: int = 1,
                 generator: torch.Generator | None = None, eps: torch.Tensor | None = None) -> Terms:

@@ -2,8 +2,10 @@
 
 shadow <- shadow + (1 - a_t) (theta - shadow) after every successful step, with
 a_t = decay, or min(decay, (1 + t) / (10 + t)) when ``warmup`` is on (t = EMA updates so
-far). Only parameters are averaged; buffers (masks) are copied. The shadow is a frozen copy
-of the model used for all evaluation and for the saved "best" model.
+far). Only parameters are averaged; buffers (masks) are copied once, except the running
+statistics of batch normalisations (BN-VAE), which are copied from the model at every
+update. The shadow is a frozen copy of the model used for all evaluation and for the saved
+"best" model.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ class EMA:
         self.shadow = copy.deepcopy(model).eval()
         for p in self.shadow.parameters():
             p.requires_grad_(False)
+        self._bn_buffers = {f"{name}.{b}" if name else b for name, m in model.named_modules()
+                            if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                            for b, _ in m.named_buffers(recurse=False)}
 
     def rate(self) -> float:
         """The decay of the next update."""
@@ -39,6 +44,11 @@ class EMA:
         a = self.rate()
         for s, p in zip(self.shadow.parameters(), model.parameters()):
             s.lerp_(p.detach(), 1.0 - a)
+        if self._bn_buffers:
+            live = dict(model.named_buffers())
+            for name, s in self.shadow.named_buffers():
+                if name in self._bn_buffers:
+                    s.copy_(live[name])
         self.updates += 1
 
     def state(self) -> dict:

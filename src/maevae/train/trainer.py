@@ -1,7 +1,8 @@
 """The training loop, as in the authors' code (SPEC §3), made resumable and crash-safe.
 
 One step: dynamic binarisation -> q(z|x), z, log p(x|z), log p(z) -> per-example terms ->
-loss = recon + max(KL, FB) + eta·L_diverse + gamma·STD -> backward -> clip (total norm 5)
+loss = recon + beta_t·max(KL, FB) + eta·L_diverse + gamma·STD (+ lambda·MMD^2 for InfoVAE;
+beta_t from :mod:`maevae.kl_schedule`, 1 by default) -> backward -> clip (total norm 5)
 -> skip the step if the loss or the gradient norm is not finite -> Adam -> EMA update.
 After each epoch the EMA model is validated on the fixed binarised copies; the best one by
 validation ELBO is saved; the learning rate is halved on plateaus (:mod:`.schedule`).
@@ -41,6 +42,7 @@ from maevae.data import ImageSplits
 from maevae.data.transforms import data_dims, evaluation_inputs, redraw_dynamic, training_inputs
 from maevae.device import at_least_fp32, autocast, maybe_compile_decoder
 from maevae.errors import MaevaeError
+from maevae.kl_schedule import kl_weight
 from maevae.models.build import build_model
 from maevae.models.vae import VAE
 from maevae.objectives import MIN_STD_BATCH, LossTerms, training_loss
@@ -74,19 +76,31 @@ class _ValidationDropped(Exception):
 
 
 def compute_loss(net: torch.nn.Module, x: torch.Tensor, eps: torch.Tensor, cfg: RunConfig,
-                 dims: int, dist: DistInfo) -> LossTerms:
+                 dims: int, dist: DistInfo, kl_weight: float = 1.0,
+                 z_prior: torch.Tensor | None = None) -> LossTerms:
     """This rank's loss on its slice x [b, C, H, W] of the global batch (eps [S, b, D]).
 
     recon enters as this rank's mean (DDP averages gradients over ranks, giving the global
     mean); the KL (for free bits) and the posteriors (for the regularizer) are all-gathered
-    with gradients, so the clamp and MPD / STD / L_diverse see the whole global batch.
+    with gradients, so the clamp and MPD / STD / L_diverse see the whole global batch. So are
+    the per-dimension KL (``free_bits_mode: per_dim``) and, for the MMD term, the posterior
+    samples z = mu + exp(logvar / 2)·eps[0] in the prior's base space (``Terms.z_base``
+    [B, D]); ``z_prior`` [B, D] are the N(0, I) draws they are compared with (the same on
+    every rank). ``kl_weight``: beta_t of this step.
     """
+    o = cfg.objective
     with autocast(x.device, cfg.train.precision):
         terms = net(x, eps.shape[0], eps=eps)
     mu = all_gather_grad(at_least_fp32(terms.mu), dist)  # [B, D]
     logvar = all_gather_grad(at_least_fp32(terms.logvar), dist)
     kl = all_gather_grad(at_least_fp32(terms.kl), dist)  # [B]
-    return training_loss(at_least_fp32(terms.recon), kl, mu, logvar, cfg.objective, dims)
+    kl_per_dim = z = None
+    if o.free_bits_mode == "per_dim" and terms.kl_per_dim is not None:
+        kl_per_dim = all_gather_grad(at_least_fp32(terms.kl_per_dim), dist)  # [B, D]
+    if o.mmd_weight > 0:
+        z = all_gather_grad(at_least_fp32(terms.z_base), dist)  # [B, D]
+    return training_loss(at_least_fp32(terms.recon), kl, mu, logvar, o, dims,
+                         kl_weight=kl_weight, kl_per_dim=kl_per_dim, z=z, z_prior=z_prior)
 
 
 def _tensorboard_writer(folder):
@@ -300,9 +314,17 @@ class Trainer:
                               device=self.device)  # [S, B, D]
         lo, hi = self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch
         x, eps = x_all[lo:hi], eps_all[:, lo:hi]
+        z_prior = None
+        if cfg.objective.mmd_weight > 0:  # drawn after eps: the other draws are unchanged
+            # N(0, I) in the prior's base space: a flow's exact inverse (prior.sample) can
+            # overflow on a trained flow, its density direction cannot
+            z_prior = torch.randn(len(idx), self.model.latent_dim, generator=g,
+                                  device=self.device)  # [B, D]
+        beta = kl_weight(cfg.objective, c.step)
         torch.manual_seed(int(_gen(cfg.seed, 4, c.step).initial_seed()))  # dropout (colour)
         self.model.train()
-        lt = compute_loss(self.ddp or self.model, x, eps, cfg, self.dims, self.dist)
+        lt = compute_loss(self.ddp or self.model, x, eps, cfg, self.dims, self.dist,
+                          kl_weight=beta, z_prior=z_prior)
         self.opt.zero_grad(set_to_none=True)
         loss = lt.loss
         # one rank's non-finite recon must make every rank skip (else DDP's backward hangs)
