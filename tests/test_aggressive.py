@@ -223,3 +223,32 @@ def test_a_checkpoint_without_aggressive_state_resumes_a_fresh_phase(tmp_path, d
     b = Trainer(new, digits, run, torch.device("cpu"), progress=False, log=lambda *x: None)
     assert b.resume() and b.phase == AggressivePhase() and not b.opt_enc.state
     assert b.train_step(torch.arange(100))["inner_steps"] in (1, 2)
+
+
+def test_phase_end_switches_to_the_ordinary_loop_and_resumes_across_it(tmp_path, digits,
+                                                                        monkeypatch):
+    # I_q 1.0 after epoch 1, 0.5 after epoch 2 (fell: the phase ends), 0.7 after epoch 3
+    monkeypatch.setattr(Trainer, "approximate_mi",
+                        lambda self: [1.0, 0.5, 0.7][self.counters.epoch])
+    lines = []
+    quick = ["train.max_epochs=3", "train.aggressive_max_inner=2",
+             "train.aggressive_check_every=1"]
+    ref = _trainer(tmp_path, "ref", digits, quick)
+    ref.log = lines.append
+    ref.initialize()
+    ref.fit()
+    assert "aggressive phase ended at epoch 2 (MI 1.000 -> 0.500)" in lines
+    assert ref.phase == AggressivePhase(False, [1.0, 0.5, 0.7]) and ref.opt_enc is None
+    rows = ref.run.read_metrics()
+    assert all(("inner_steps" in r) == (r["epoch"] < 2) for r in rows if r["kind"] == "train")
+    assert "optim_enc" not in ref.state_files()
+    enc_ids = {id(p) for p in ref.model.encoder.parameters()}
+    assert any(id(p) in enc_ids for p in ref.opt.state)  # the fused Adam trains it now
+    a = _trainer(tmp_path, "a", digits, quick)
+    a.initialize()
+    a.fit(stop_at_step=30)  # epoch 3, after the phase ended
+    b = Trainer(a.cfg, digits, a.run, torch.device("cpu"), progress=False, log=lambda *x: None)
+    assert b.resume() and not b.phase.active and b.opt_enc is None
+    b.fit()
+    sa, sr = _state(b), _state(ref)
+    assert all(torch.equal(sa[k], sr[k]) for k in sr)
