@@ -174,6 +174,10 @@ class TrainConfig:
     num_threads: int = 0  # torch CPU threads; 0 = torch default
     # torch.compile of the PixelCNN core: auto = when the run is planned for >= 5000 steps
     compile: Literal["auto", "always", "never"] = "auto"
+    # He et al. (2019) aggressive inference-network training (maevae.train.aggressive)
+    aggressive: bool = False
+    aggressive_max_inner: int = 100  # encoder-only steps per outer step, at most
+    aggressive_check_every: int = 10  # inner steps per window of the stopping rule
 
 
 @dataclass
@@ -274,6 +278,8 @@ _CHECKS: list[tuple[str, typing.Callable[[Any], bool], str]] = [
     ("train.keep_checkpoints", lambda v: v >= 1, "an integer >= 1"),
     ("train.log_every", lambda v: v >= 1, "an integer >= 1"),
     ("train.num_threads", lambda v: 0 <= v <= 4096, "an integer in [0, 4096]"),
+    ("train.aggressive_max_inner", lambda v: v >= 1, "an integer >= 1"),
+    ("train.aggressive_check_every", lambda v: v >= 1, "an integer >= 1"),
     ("eval.nll_samples", lambda v: v >= 1, "an integer >= 1 (importance samples K)"),
     ("eval.nll_chunk", lambda v: v >= 1, "an integer >= 1"),
     ("eval.max_images", lambda v: v is None or v >= 1, "null or an integer >= 1"),
@@ -308,6 +314,9 @@ def _cross_checks(cfg: RunConfig) -> None:
     if cfg.model.decoder.type == "pixelcnnpp" and cfg.data.binarize:
         raise ConfigError("model.decoder.type=pixelcnnpp models 8-bit colour: set "
                           "data.binarize=false")
+    if t.aggressive_check_every > t.aggressive_max_inner:
+        raise ConfigError(f"train.aggressive_check_every={t.aggressive_check_every} must be <= "
+                          f"train.aggressive_max_inner={t.aggressive_max_inner}")
     _data_checks(cfg.data)
 
 

@@ -25,6 +25,10 @@ Each validation has its own "validation" bar. Log lines go through :mod:`maevae.
 (never onto a bar's line). With ``progress=False`` there are no bars; instead every
 training row written to ``metrics.jsonl`` (step 1 and every ``train.log_every`` steps) is
 also printed as one line: step, loss terms, images per second.
+
+``train.aggressive`` (He et al., 2019): while the phase is on, an encoder-only inner loop
+precedes each step and the step itself updates the decoder and prior only; the phase ends
+after the first epoch whose I_q on validation data fell (:mod:`.aggressive`).
 """
 
 from __future__ import annotations
@@ -48,7 +52,8 @@ from maevae.models.vae import VAE
 from maevae.objectives import MIN_STD_BATCH, LossTerms, training_loss
 from maevae.runs.directory import RunDir
 from maevae.runs.optimizer_state import optimizer_from_tensors, optimizer_to_tensors
-from maevae.statistics import batch_statistics, fmt_stat
+from maevae.statistics import approximate_mutual_information, batch_statistics, fmt_stat
+from maevae.train.aggressive import AggressivePhase, run_inner_loop
 from maevae.train.distributed import (
     DistInfo,
     all_gather_grad,
@@ -60,11 +65,14 @@ from maevae.train.distributed import (
 from maevae.train.ema import EMA
 from maevae.train.schedule import Schedule
 
-__all__ = ["COMPILE_AFTER_STEPS", "Counters", "Trainer", "TrainingStopped", "compute_loss"]
+__all__ = ["COMPILE_AFTER_STEPS", "Counters", "MI_IMAGES", "Trainer", "TrainingStopped",
+           "compute_loss"]
 
 # train.compile=auto compiles runs planned this long: compiling costs 1-2 minutes on CPU
 # and pays back after ~300-600 steps (BENCHMARKS.md)
 COMPILE_AFTER_STEPS = 5000
+# train.aggressive: I_q is estimated on the first this many validation images, one z each
+MI_IMAGES = 500
 
 
 class TrainingStopped(MaevaeError):
@@ -151,6 +159,9 @@ class Trainer:
             raise MaevaeError(f"train.batch_size={t.batch_size} must be divisible by the number "
                               f"of processes ({self.dist.world})")
         self.local_batch = t.batch_size // self.dist.world
+        if t.aggressive and self.dist.world > 1:
+            raise MaevaeError("train.aggressive=true runs on one process only (its encoder-only "
+                              f"inner loop is not distributed); got {self.dist.world} processes")
         if len(data.train_x) < t.batch_size:
             raise MaevaeError(f"the training set has {len(data.train_x)} images, fewer than "
                               f"train.batch_size={t.batch_size}; lower the batch size")
@@ -171,6 +182,9 @@ class Trainer:
         self.schedule = Schedule.from_config(t)
         self.ema: EMA | None = None
         self.opt: torch.optim.Optimizer | None = None
+        # train.aggressive: the phase and the encoder's own Adam (None while it is off)
+        self.phase: AggressivePhase | None = AggressivePhase() if t.aggressive else None
+        self.opt_enc: torch.optim.Optimizer | None = None
         self.ddp = None
         self._tb = None  # TensorBoard writer: None = not tried yet, False = unavailable
         self._dirty = True  # the state has changed since the last checkpoint
@@ -183,6 +197,16 @@ class Trainer:
         fused = self.device.type in ("cpu", "cuda")
         return torch.optim.Adam(self.model.parameters(), lr=self.schedule.lr(),
                                 betas=tuple(t.betas), eps=t.adam_eps, fused=fused)
+
+    def _new_encoder_optimizer(self) -> torch.optim.Optimizer | None:
+        """The aggressive phase's Adam over the encoder alone (same lr and betas); None when
+        the phase is off."""
+        if self.phase is None or not self.phase.active:
+            return None
+        t = self.cfg.train
+        return torch.optim.Adam(self.model.encoder.parameters(), lr=self.schedule.lr(),
+                                betas=tuple(t.betas), eps=t.adam_eps,
+                                fused=self.device.type in ("cpu", "cuda"))
 
     def planned_steps(self) -> int:
         """Optimizer steps the run makes unless it stops early: ``min(max_epochs × batches
@@ -219,20 +243,29 @@ class Trainer:
             self.model.initialize(x)
         self.ema = EMA(self.model, t.ema_decay, t.ema_warmup)
         self.opt = self._new_optimizer()
+        self.opt_enc = self._new_encoder_optimizer()
         self._wrap()
 
     def state_files(self) -> dict[str, dict[str, torch.Tensor]]:
         """The tensors of a checkpoint: the model, the EMA shadow and the optimizer state."""
         tensors, _ = optimizer_to_tensors(self.opt)
-        return {"model": dict(self.model.state_dict()),
-                "ema": dict(self.ema.shadow.state_dict()),
-                "optim": tensors}
+        files = {"model": dict(self.model.state_dict()),
+                 "ema": dict(self.ema.shadow.state_dict()),
+                 "optim": tensors}
+        if self.opt_enc is not None:
+            files["optim_enc"] = optimizer_to_tensors(self.opt_enc)[0]
+        return files
 
     def state_json(self) -> dict:
         """The plain-data part of a checkpoint: counters, schedule, EMA and optimizer groups."""
         _, groups = optimizer_to_tensors(self.opt)
-        return {"counters": self.counters.__dict__.copy(), "schedule": self.schedule.state(),
-                "ema": self.ema.state(), "optim_groups": groups}
+        state = {"counters": self.counters.__dict__.copy(), "schedule": self.schedule.state(),
+                 "ema": self.ema.state(), "optim_groups": groups}
+        if self.phase is not None:
+            state["aggressive"] = self.phase.state()
+        if self.opt_enc is not None:
+            state["optim_enc_groups"] = optimizer_to_tensors(self.opt_enc)[1]
+        return state
 
     def _check_finite_weights(self) -> None:
         """Never write non-finite weights: a step can be finite yet leave inf/nan weights
@@ -283,6 +316,12 @@ class Trainer:
                     raise TypeError(name)
             self.opt = self._new_optimizer()
             optimizer_from_tensors(self.opt, files["optim"], state["optim_groups"])
+            if self.phase is not None:  # a run without this state resumes a fresh phase
+                self.phase = AggressivePhase.from_state(state.get("aggressive"))
+                self.opt_enc = self._new_encoder_optimizer()
+                if self.opt_enc is not None and "optim_enc" in files:
+                    optimizer_from_tensors(self.opt_enc, files["optim_enc"],
+                                           state["optim_enc_groups"])
         except (KeyError, TypeError, ValueError, AttributeError, RuntimeError):
             raise MaevaeError(f"the checkpoint state in {self.run.path / 'checkpoints'} is not "
                               "what this maevae writes (crafted, or from another version); "
@@ -321,8 +360,9 @@ class Trainer:
             z_prior = torch.randn(len(idx), self.model.latent_dim, generator=g,
                                   device=self.device)  # [B, D]
         beta = kl_weight(cfg.objective, c.step)
-        torch.manual_seed(int(_gen(cfg.seed, 4, c.step).initial_seed()))  # dropout (colour)
         self.model.train()
+        inner = self._aggressive_inner_loop(beta)
+        torch.manual_seed(int(_gen(cfg.seed, 4, c.step).initial_seed()))  # dropout (colour)
         lt = compute_loss(self.ddp or self.model, x, eps, cfg, self.dims, self.dist,
                           kl_weight=beta, z_prior=z_prior)
         self.opt.zero_grad(set_to_none=True)
@@ -331,6 +371,9 @@ class Trainer:
         lt_finite = all_ranks(bool(torch.isfinite(loss)), self.dist, self.device)
         if lt_finite:
             loss.backward()
+        if inner is not None:  # the aggressive phase: this step updates decoder and prior only
+            for p in self.model.encoder.parameters():
+                p.grad = None
         params = [p for p in self.model.parameters() if p.grad is not None]
         clip = cfg.train.grad_clip if cfg.train.grad_clip > 0 else float("inf")
         norm = float(torch.nn.utils.clip_grad_norm_(params, clip)) if lt_finite else math.nan
@@ -354,7 +397,66 @@ class Trainer:
         self.ema.update(self.model)
         out = all_reduce_mean(lt.scalars(), self.dist, self.device)  # global-batch values
         out.update(grad_norm=norm, lr=lr)
+        if inner is not None:
+            out["inner_steps"] = inner
         return out
+
+    # ------------------------------------------------------------ aggressive phase
+    def _aggressive_inner_loop(self, beta: float = 1.0) -> int | None:
+        """While the aggressive phase is on: the encoder-only inner loop before this step
+        (:func:`~maevae.train.aggressive.run_inner_loop`); its step count, else None.
+
+        Inner step k of outer step s draws its batch and noise from (seed, s, k) alone, so a
+        resumed run repeats them exactly. ``beta``: this outer step's KL weight (the inner
+        steps use the outer step's, as they do its learning rate)."""
+        if self.opt_enc is None:
+            return None
+        cfg, step = self.cfg, self.counters.step
+        n, b = len(self.train_x), cfg.train.batch_size
+
+        def loss_at(k: int) -> torch.Tensor:
+            idx = torch.randperm(n, generator=_gen(cfg.seed, 9, step, k))[:b]
+            g = _gen(cfg.seed, 10, step, k, device=self.device)
+            x = training_inputs(self.train_x[idx.to(self.device)], cfg.data, g)
+            eps = torch.randn(cfg.objective.kl_samples_train, b, self.model.latent_dim,
+                              generator=g, device=self.device)
+            z_prior = (torch.randn(b, self.model.latent_dim, generator=g, device=self.device)
+                       if cfg.objective.mmd_weight > 0 else None)  # [b, D]
+            torch.manual_seed(int(_gen(cfg.seed, 11, step, k).initial_seed()))  # dropout
+            return compute_loss(self.model, x, eps, cfg, self.dims, self.dist, kl_weight=beta,
+                                z_prior=z_prior).loss
+
+        for group in self.opt_enc.param_groups:
+            group["lr"] = self.schedule.lr()
+        t = cfg.train
+        return run_inner_loop(loss_at, list(self.model.encoder.parameters()), self.opt_enc,
+                              t.aggressive_max_inner, t.aggressive_check_every, t.grad_clip)
+
+    @torch.no_grad()
+    def approximate_mi(self) -> float:
+        """He et al.'s I_q of the trained (not the EMA) encoder on the first
+        :data:`MI_IMAGES` validation images, one z each, drawn from (seed, epoch)."""
+        g = _gen(self.cfg.seed, 12, self.counters.epoch, device=self.device)
+        x = redraw_dynamic(self.val_x[:MI_IMAGES], self.val_copies, g)
+        was_training = self.model.training
+        self.model.eval()
+        q = self.model.posterior(x)
+        self.model.train(was_training)
+        eps = torch.randn(q.mu.shape, generator=g, device=self.device)
+        return approximate_mutual_information(q.mu, q.logvar, eps)
+
+    def _end_aggressive_epoch(self) -> tuple[dict[str, float], str]:
+        """At an epoch's end with ``train.aggressive``: I_q for the validation row, and the
+        phase's end (and a line saying so) when I_q fell."""
+        if self.phase is None:
+            return {}, ""
+        mi = self.approximate_mi()
+        previous = self.phase.mi[-1] if self.phase.mi else 0.0
+        if not self.phase.end_epoch(mi):
+            return {"mi": mi}, ""
+        self.opt_enc = None
+        return {"mi": mi}, (f"aggressive phase ended at epoch {self.counters.epoch + 1} "
+                            f"(MI {previous:.3f} -> {mi:.3f})")
 
     # ------------------------------------------------------------------- validation
     def validate(self, stoppable: bool = False) -> dict[str, float]:
@@ -393,16 +495,21 @@ class Trainer:
             if self.dist.is_main:
                 self.run.save_best(dict(self.ema.shadow.state_dict()),
                                    {"epoch": c.epoch, "step": c.step, "val": stats})
+        mi, ended = self._end_aggressive_epoch()
         if reset:
             self.opt = self._new_optimizer()
+            self.opt_enc = self._new_encoder_optimizer()
         c.epoch_validated = True
-        row = {"kind": "val", "epoch": c.epoch, "step": c.step, **stats,
+        row = {"kind": "val", "epoch": c.epoch, "step": c.step, **stats, **mi,
                "best": improved, "lr": self.schedule.lr(), "skipped": c.skipped}
         self._metrics(row)
         self.log(f"epoch {c.epoch + 1}: val ELBO {stats['elbo']:.2f} (RE {stats['recon']:.2f}, "
                  f"KL {stats['kl']:.2f}, MPD {fmt_stat(stats['mpd'])}, "
-                 f"STD {fmt_stat(stats['std'])})"
+                 f"STD {fmt_stat(stats['std'])}"
+                 + (f", MI {mi['mi']:.3f}" if mi else "") + ")"
                  + ("  *best*" if improved else ""))
+        if ended:
+            self.log(ended)
 
     def _metrics(self, row: dict) -> None:
         if not self.dist.is_main:
