@@ -252,3 +252,19 @@ def test_phase_end_switches_to_the_ordinary_loop_and_resumes_across_it(tmp_path,
     b.fit()
     sa, sr = _state(b), _state(ref)
     assert all(torch.equal(sa[k], sr[k]) for k in sr)
+
+
+def test_aggressive_composes_with_kl_annealing_and_the_mmd_term(tmp_path, digits):
+    tr = _trainer(tmp_path, "combo", digits, ["objective.kl_anneal=linear",
+                                             "objective.kl_anneal_steps=4",
+                                             "objective.mmd_weight=10"])
+    tr.initialize()
+    outs = [tr.train_step(torch.arange(100)) for _ in range(2)]
+    o = tr.cfg.objective
+    for step, out in enumerate(outs):
+        assert 1 <= out["inner_steps"] <= 6
+        assert out["kl_weight"] == step / 4  # linear warm-up: beta_t = t / 4
+        # the outer loss is the composed objective of the logged terms
+        expected = (out["recon"] + out["kl_weight"] * out["kl"] + o.eta * out["diverse"]
+                    + o.gamma * out["std"] + o.mmd_weight * out["mmd"])
+        assert out["loss"] == pytest.approx(expected, rel=1e-5)
