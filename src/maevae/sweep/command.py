@@ -56,6 +56,8 @@ def run_sweep(sweep_file: str | Path, out: str | Path | None = None, *,
         raise MaevaeError(f"--jobs {jobs}: use N >= 1")
     if threads is not None and threads < 1:
         raise MaevaeError(f"--threads {threads}: use T >= 1")
+    if threads is None and not devices:  # jobs x threads <= cores: no OpenMP oversubscription
+        threads = max(1, (os.cpu_count() or 1) // jobs)
     spec = load_sweep(sweep_file, sets, seeds)
     out = Path(out) if out else default_out(spec)
     _check_out(out)
