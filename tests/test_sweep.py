@@ -170,9 +170,13 @@ def test_a_killed_sweep_resumes_and_runs_every_run_once(tmp_path):
     assert "run the same `maevae sweep` command again" in err.strip().splitlines()[-1]
     created = {d.name: json.loads((d / "run.json").read_text())["created"]
                for d in out.glob("*__seed*") if (d / "run.json").exists()}
-    interrupted = [d.name for d in out.glob("*__seed*") if (d / "run.json").exists()
-                   and not (d / "eval.json").exists()
-                   and "training stopped" not in (out / "logs" / f"{d.name}.log").read_text()]
+    # stopped part-way through training: the newest checkpoint's step, saved on SIGTERM
+    interrupted = {d.name: max(int(c.name.removeprefix("step-"))
+                               for c in (d / "checkpoints").glob("step-*"))
+                   for d in out.glob("*__seed*") if (d / "run.json").exists()
+                   and "training stopped" not in (out / "logs" / f"{d.name}.log").read_text()
+                   and any((d / "checkpoints").glob("step-*"))}
+    interrupted = {k: v for k, v in interrupted.items() if v > 0}
     assert interrupted, "no run was stopped part-way through training"
 
     again = subprocess.run(_sweep(path, out), capture_output=True, text=True)
@@ -182,18 +186,21 @@ def test_a_killed_sweep_resumes_and_runs_every_run_once(tmp_path):
     for run in spec.runs:
         d = out / run.run_id
         log = (out / "logs" / f"{run.run_id}.log").read_text()
-        assert len(re.findall(r"^== maevae sweep: train \d", log, re.M)) == 1, run.run_id
+        fresh = len(re.findall(r"^== maevae sweep: train \d", log, re.M))
         if run.run_id in created:  # made before the kill: never made again
+            assert fresh == 1, run.run_id
             assert json.loads((d / "run.json").read_text())["created"] == created[run.run_id]
+        else:  # killed (if at all) while starting, before its run directory existed
+            assert fresh in (1, 2), run.run_id
         steps = [json.loads(x)["step"] for x in (d / "metrics.jsonl").read_text().splitlines()
                  if '"kind": "train"' in x]
         assert steps == sorted(set(steps)) and steps[-1] == _STEPS, run.run_id
         res = read_results(d / "eval.json")
         assert res.likelihood.nll_samples == 4 and res.representation.probe_timings
-    for rid in interrupted:
+    for rid, step in interrupted.items():  # resumed from that checkpoint, not restarted
         log = (out / "logs" / f"{rid}.log").read_text()
         assert "== maevae sweep: train --resume" in log
-        assert int(re.search(r"resumed at step (\d+)", log).group(1)) > 0, rid
+        assert re.findall(r"resumed at step (\d+)", log) == [str(step)], rid
 
     # the table holds each row's mean / sample std over its runs' own eval.json
     rows = {(r["variant"], r["model.encoder.latent_dim"]): r
