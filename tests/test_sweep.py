@@ -228,3 +228,61 @@ def test_a_killed_sweep_resumes_and_runs_every_run_once(tmp_path):
     third = subprocess.run(_sweep(path, out, "--table-only"), capture_output=True, text=True)
     assert third.returncode == 0 and (out / "results.csv").read_text() == table
     print(f"kill test: {time.time() - t0:.0f} s")
+
+
+def test_a_failed_run_is_reported_the_others_finish_and_a_rerun_retries_it(tmp_path):
+    path = _write(tmp_path, "seeds: [1, 2]\nvariants: {A: tiny/test}\neval: {nll_samples: 2}\n")
+    out = tmp_path / "out"
+    bad = out / "A__seed1"
+    bad.mkdir(parents=True)
+    (bad / "run.json").write_text("not json")  # a broken run: `train --resume` refuses it
+    cmd = [sys.executable, "-m", "maevae", "sweep", str(path), "--out", str(out),
+           "--set", "train.max_steps=3", "--threads", "1", "--no-progress"]
+    first = subprocess.run(cmd, capture_output=True, text=True)
+    assert first.returncode == 1, first.stderr
+    last = first.stderr.strip().splitlines()[-1]
+    assert last.startswith("maevae: error: 1 of 2 run(s) failed: A__seed1: train --resume "
+                           "exited with code 2: maevae: error:") and "run.json" in last
+    assert str(out / "logs" / "A__seed1.log") in last and "run the same command" in last
+    assert read_results(out / "A__seed2" / "eval.json").likelihood.nll_samples == 2
+    row = next(csv.DictReader((out / "results.csv").open()))
+    assert row["n"] == "1" and row["nll_std"] == ""
+    (bad / "run.json").unlink()  # the cause fixed: the rerun trains it, skips the other
+    again = subprocess.run(cmd, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert "1 of 2 run(s) already done" in again.stdout
+    assert (out / "logs" / "A__seed2.log").read_text().count("== maevae sweep: eval") == 1
+    assert next(csv.DictReader((out / "results.csv").open()))["n"] == "2"
+
+
+def test_job_array_and_only_index_options(tmp_path, capsys):
+    path = _write(tmp_path, GOOD)
+    script = tmp_path / "array.sbatch"
+    main(["sweep", str(path), "--out", str(tmp_path / "o"), "--emit-job-array", str(script),
+          "--set", "train.max_steps=2", "--threads", "1"])
+    text = script.read_text()
+    assert "#SBATCH --array=0-7" in text and "--set train.max_steps=2 --threads 1" in text
+    assert os.access(script, os.X_OK) and not any((tmp_path / "o").glob("*__seed*"))
+    with pytest.raises(SystemExit) as e:
+        main(["sweep", str(path), "--out", str(tmp_path / "o"), "--only-index", "8"])
+    assert e.value.code == 2 and "runs 0..7" in capsys.readouterr().err
+
+
+def test_children_get_their_threads_and_gpu(tmp_path, capsys):
+    from maevae.sweep.execute import _child_env
+
+    env = _child_env(3, "1")
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "3"
+    assert env["CUDA_VISIBLE_DEVICES"] == "1"
+    assert "CUDA_VISIBLE_DEVICES" not in _child_env(None, None) or os.environ.get(
+        "CUDA_VISIBLE_DEVICES") is not None
+    path = _write(tmp_path, GOOD)
+    for argv, needle in ((["--devices", "0,1", "--jobs", "3"], "drop --jobs"),
+                         (["--devices", "a"], "give GPU numbers"),
+                         (["--seeds", "1,x"], "--seeds '1,x'"),
+                         (["--jobs", "0"], "--jobs 0"),
+                         (["--table-only"], "does not exist")):
+        with pytest.raises(SystemExit) as e:
+            main(["sweep", str(path), "--out", str(tmp_path / "none"), *argv])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and needle in err and err.count("\n") == 1, err

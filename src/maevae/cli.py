@@ -539,7 +539,8 @@ def cmd_sweep(args) -> None:
         forwarded += ["--device", args.device]
     if args.data_root:
         forwarded += ["--data-root", args.data_root]
-    run_sweep(args.sweep_file, args.out, sets=args.set, seeds=seeds, jobs=args.jobs or 1,
+    jobs = 1 if args.jobs is None else args.jobs
+    run_sweep(args.sweep_file, args.out, sets=args.set, seeds=seeds, jobs=jobs,
               threads=args.threads, devices=devices, only_index=args.only_index,
               table_only=args.table_only, emit_job_array=args.emit_job_array,
               job_array_args=forwarded, device=args.device, data_root=args.data_root,

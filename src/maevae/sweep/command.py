@@ -68,6 +68,9 @@ def run_sweep(sweep_file: str | Path, out: str | Path | None = None, *,
         log(f"wrote {path}: a SLURM array of {n} task(s) (`sbatch {path}`); then "
             f"`maevae sweep {sweep_file} --out {out} --table-only` gathers the table")
         return out
+    if table_only and not out.is_dir():
+        raise MaevaeError(f"--table-only: {out} does not exist; run the sweep first (or give "
+                          "its --out)")
     runs = spec.runs
     if only_index is not None:
         if not 0 <= only_index < n:
