@@ -286,3 +286,9 @@ def test_children_get_their_threads_and_gpu(tmp_path, capsys):
             main(["sweep", str(path), "--out", str(tmp_path / "none"), *argv])
         err = capsys.readouterr().err
         assert e.value.code == 2 and needle in err and err.count("\n") == 1, err
+
+
+def test_the_example_sweep_file_loads():
+    spec = load_sweep(Path(__file__).resolve().parents[1] / "sweeps" / "example_tiny.yaml")
+    assert len(spec.runs) == len({r.run_id for r in spec.runs}) == 8
+    assert spec.runs[0].run_id == "VLAE__latentdim2__seed1" and spec.eval.probes
