@@ -113,7 +113,12 @@ def test_version_and_no_command(capsys):
 def test_help_lists_every_command(capsys):
     code, out, _ = _run(["--help"], capsys)
     assert code == 0
-    for cmd in ("train", "eval", "sample", "reconstruct", "info", "run", "compare"):
+    for cmd in ("train", "eval", "sample", "reconstruct", "info", "run", "compare", "sweep"):
+        assert cmd in out
+    from maevae.cli import COMMANDS
+
+    assert set(COMMANDS) == {"train", "eval", "sample", "reconstruct", "info", "run", "compare",
+                             "sweep"}
         assert cmd in out
     code, out, _ = _run(["train", "--help"], capsys)
     assert code == 0 and "examples:" in out and "--resume" in out

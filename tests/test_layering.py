@@ -7,7 +7,7 @@ and never import each other::
     errors, fsutil, console < safe_yaml < data < config < {device, kl_schedule} < nn
         < distributions < models
         < objectives < {statistics, inference} < runs < {train, evaluate}
-        < digits_comparison < cli < __main__
+        < {digits_comparison, sweep} < cli < __main__
 
 Every import counts: module level, inside functions, and under ``if TYPE_CHECKING``.
 ``maevae/__init__.py`` (the package's face) may import anything, and anything may read
@@ -36,7 +36,7 @@ LAYERS: list[set[str]] = [
     {"statistics", "inference"},
     {"runs"},
     {"train", "evaluate"},
-    {"digits_comparison"},
+    {"digits_comparison", "sweep"},
     {"cli"},
     {"__main__"},
 ]

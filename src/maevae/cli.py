@@ -27,6 +27,7 @@ __all__ = [
     "cmd_reconstruct",
     "cmd_run",
     "cmd_sample",
+    "cmd_sweep",
     "cmd_train",
     "image_shape_for",
     "main",
@@ -55,6 +56,15 @@ EXAMPLES = {
   maevae run --out runs/main""",
     "compare": """examples:
   maevae compare runs/vlae runs/mae --out compare.md""",
+    "sweep": """examples:
+  maevae sweep sweeps/example_tiny.yaml                  # -> runs/sweeps/example_tiny
+  maevae sweep my_sweep.yaml --out runs/sw --jobs 2 --threads 1
+  maevae sweep my_sweep.yaml --set train.max_steps=20 --seeds 1,2   # a smoke test
+  maevae sweep my_sweep.yaml --devices 0,1               # one run per GPU at a time
+  maevae sweep my_sweep.yaml --emit-job-array sweep.sbatch   # a SLURM array, one task a run
+  maevae sweep my_sweep.yaml --table-only                # the table of what is done
+a rerun of the same command skips finished runs, resumes interrupted ones and retries failed
+ones (docs/sweeps.md)""",
 }
 
 
@@ -194,6 +204,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("compare", "put several evaluated runs side by side (Markdown)")
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("--out", default=None, help="write the table to this Markdown file")
+
+    p = add("sweep", "train and evaluate a grid of presets × overrides × seeds; one table")
+    p.add_argument("sweep_file", metavar="SWEEP.yaml", help="the sweep file (docs/sweeps.md)")
+    p.add_argument("--out", metavar="DIR", help="sweep folder (default runs/sweeps/<name>)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key of every run, e.g. train.max_steps=20")
+    p.add_argument("--seeds", metavar="S1,S2", help="replace the file's seeds, e.g. 1,2")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="runs at the same time on the CPU (default 1)")
+    p.add_argument("--threads", type=int, metavar="T",
+                   help="torch / BLAS threads of each run (OMP_NUM_THREADS of the children)")
+    p.add_argument("--devices", metavar="0,1",
+                   help="GPUs: one run per GPU at a time (CUDA_VISIBLE_DEVICES per run)")
+    p.add_argument("--only-index", type=int, metavar="I",
+                   help="run only run number I (0-based; a job-array task); no table")
+    p.add_argument("--emit-job-array", metavar="FILE",
+                   help="write a SLURM job-array script (one task per run) and exit")
+    p.add_argument("--table-only", action="store_true",
+                   help="train nothing: write the table and figures of the runs done so far")
+    p.add_argument("--no-progress", action="store_true",
+                   help="log finished and failed runs only, not each stage")
+    _add_common(p)
     return parser
 
 
@@ -470,9 +502,54 @@ def cmd_compare(args) -> None:
     print(text)
 
 
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise MaevaeError(f"{option} {text!r}: give integers separated by commas, e.g. 1,2"
+                          ) from None
+    if not values:
+        raise MaevaeError(f"{option} {text!r}: give at least one integer")
+    return values
+
+
+def cmd_sweep(args) -> None:
+    """``maevae sweep``: train and evaluate every run of a sweep file (resumable, parallel)
+    and write its table (:func:`maevae.sweep.command.run_sweep`)."""
+    from maevae.sweep.command import run_sweep
+
+    seeds = _int_list(args.seeds, "--seeds") if args.seeds else None
+    devices = None
+    if args.devices:
+        devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+        if not devices or any(not d.isdigit() for d in devices):
+            raise MaevaeError(f"--devices {args.devices!r}: give GPU numbers, e.g. 0,1")
+        if args.jobs is not None and args.jobs != len(devices):
+            raise MaevaeError(f"--jobs {args.jobs} with --devices {args.devices}: with GPUs "
+                              "one run per GPU runs at a time; drop --jobs")
+    if args.only_index is not None and (args.table_only or args.emit_job_array):
+        raise MaevaeError("--only-index runs one run; drop --table-only / --emit-job-array")
+    _check_data_root(args.data_root)
+    forwarded = [a for s in args.set for a in ("--set", s)]
+    if args.seeds:
+        forwarded += ["--seeds", args.seeds]
+    if args.threads:
+        forwarded += ["--threads", str(args.threads)]
+    if args.device != "auto":
+        forwarded += ["--device", args.device]
+    if args.data_root:
+        forwarded += ["--data-root", args.data_root]
+    jobs = 1 if args.jobs is None else args.jobs
+    run_sweep(args.sweep_file, args.out, sets=args.set, seeds=seeds, jobs=jobs,
+              threads=args.threads, devices=devices, only_index=args.only_index,
+              table_only=args.table_only, emit_job_array=args.emit_job_array,
+              job_array_args=forwarded, device=args.device, data_root=args.data_root,
+              progress=not args.no_progress)
+
+
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample,
             "reconstruct": cmd_reconstruct, "info": cmd_info, "run": cmd_run,
-            "compare": cmd_compare}
+            "compare": cmd_compare, "sweep": cmd_sweep}
 
 
 def main(argv: list[str] | None = None) -> None:
