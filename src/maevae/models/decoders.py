@@ -64,6 +64,24 @@ class PixelCNNDecoder(_BinaryDecoder):
         self.head1 = Conv2dWN(channels, channels, 1)
         self.head2 = Conv2dWN(channels, c, 1)
 
+    share_image = True  # log_prob: the first layer's image part once per image (False: per sample)
+
+    def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x|z): x [B, C, H, W], z [S, B, D] -> [S, B].
+
+        The image part of the first (mask-A) convolution is computed once per image and
+        broadcast over the S samples (``share_image``; equal to the repeated input up to
+        rounding)."""
+        if not self.share_image:
+            return super().log_prob(x, z)
+        s, b = z.shape[:2]
+        zf = self.z_features(z.reshape(s * b, -1))  # [S*B, 4, H, W]
+        h = self.core(x, zf)  # [S*B, 64, H, W]
+        with full_precision(h.device):
+            logits = self.head2(F.elu(self.head1(at_least_fp32(h))))  # [S*B, C, H, W]
+        xs = x.unsqueeze(0).expand(s, *x.shape).reshape(s * b, *x.shape[1:])
+        return bernoulli_log_prob(logits.float(), xs.float()).view(s, b)
+
     def z_features(self, z: torch.Tensor) -> torch.Tensor:
         """z [N, D] -> ELU'd feature maps [N, z_maps, H, W] (computed once per sample)."""
         _, h, w = self.image_shape
