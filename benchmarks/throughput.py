@@ -31,10 +31,10 @@ Variants (``--variants``, comma-separated):
   fast        causal convs (maevae.nn.causal, strategy "auto"), channels-last, WN folded
               for the likelihood pass
   fast_nofold fast without folding
-  fast_noshare fast, but the decoder's first layer runs on the image repeated for every
-              sample (``PixelCNNDecoder.share_image = False``: the path before 2026-12-02)
+  fast_share  fast, with the decoder's first layer's image part once per image
+              (``PixelCNNDecoder.share_image = True``; eager default "auto" does not share)
   compiled    fast + torch.compile of the PixelCNN core (``--compile`` adds it)
-  compiled_noshare  compiled with ``share_image = False``
+  compiled_noshare  compiled with ``share_image = False`` (compiled default "auto" shares)
   compiled_frozen   compiled with Inductor freezing (``options={"freezing": True}``:
               weights constant-folded into the inference graphs; IS pass only, the
               training step uses the plain compiled core)
@@ -91,7 +91,7 @@ class Variant:
     fold: bool = True
     compile: bool = False
     fused_adam: bool = True
-    share_image: bool = True  # PixelCNNDecoder.share_image
+    share_image: bool | str = "auto"  # PixelCNNDecoder.share_image
     freeze: bool = False  # Inductor freezing of the compiled core's inference graphs
 
 
@@ -102,7 +102,7 @@ VARIANTS = {
                          fused_adam=False),
     "fast": Variant("fast"),
     "fast_nofold": Variant("fast_nofold", fold=False),
-    "fast_noshare": Variant("fast_noshare", share_image=False),
+    "fast_share": Variant("fast_share", share_image=True),
     "compiled": Variant("compiled", compile=True),
     "compiled_noshare": Variant("compiled_noshare", compile=True, share_image=False),
     "compiled_frozen": Variant("compiled_frozen", compile=True, freeze=True),
@@ -394,7 +394,7 @@ def bench_one(args, decoder: str, dtype: str, variants: list[Variant], device) -
                     times[(v.name, "is")].append(t)
                     nlls.setdefault(v.name, float(res[0].nll[0]))
     model.decoder.core = eager_core
-    model.decoder.share_image = True
+    model.decoder.share_image = "auto"
 
     threads = torch.get_num_threads()
     ref = REFERENCE.get(decoder, {})

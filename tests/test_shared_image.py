@@ -21,7 +21,7 @@ def _decoder(seed: int = 0) -> tuple[PixelCNNDecoder, torch.Tensor]:
         dec.share_image = False
         with torch.no_grad(), data_dependent_init(dec):
             dec.log_prob(x, torch.randn(1, 5, 8))
-    dec.share_image = True
+    dec.share_image = "auto"
     return dec, x
 
 
@@ -30,7 +30,7 @@ def _both(dec, x, z):
     a = dec.log_prob(x, z)
     dec.share_image = False
     b = dec.log_prob(x, z)
-    dec.share_image = True
+    dec.share_image = "auto"
     return a, b
 
 
@@ -79,7 +79,7 @@ def test_shared_image_gradients_equal(impl, s):
             dec.log_prob(x, z).sum().backward()
         grads.append({"z": z.grad.clone(),
                       **{n: p.grad.clone() for n, p in dec.named_parameters()}})
-    dec.share_image = True
+    dec.share_image = "auto"
     a, b = grads
     assert a.keys() == b.keys()
     for name in a:
@@ -108,3 +108,17 @@ def test_forward_shared_needs_unmasked_channels():
         layer.forward_shared(torch.zeros(1, 8, 12, 12), torch.zeros(2, 0, 12, 12))
     with pytest.raises(ValueError, match="multiple"):
         dec.core.first.forward_shared(x[:2], torch.zeros(3, 4, 12, 12))
+
+
+def test_share_image_auto_follows_compilation():
+    dec, _ = _decoder()
+    assert dec.share_image == "auto" and not dec.shares_image()
+    dec.core.compile()  # only wraps the call: nothing compiles until the core runs
+    try:
+        assert dec.shares_image()
+        dec.share_image = False
+        assert not dec.shares_image()
+    finally:
+        dec.core._compiled_call_impl = None
+    dec.share_image = True
+    assert dec.shares_image()
