@@ -31,7 +31,18 @@ Variants (``--variants``, comma-separated):
   fast        causal convs (maevae.nn.causal, strategy "auto"), channels-last, WN folded
               for the likelihood pass
   fast_nofold fast without folding
+  fast_share  fast, with the decoder's first layer's image part once per image
+              (``PixelCNNDecoder.share_image = True``; eager default "auto" does not share)
   compiled    fast + torch.compile of the PixelCNN core (``--compile`` adds it)
+  compiled_noshare  compiled with ``share_image = False`` (compiled default "auto" shares)
+  compiled_frozen   compiled with Inductor freezing (``options={"freezing": True}``:
+              weights constant-folded into the inference graphs; IS pass only, the
+              training step uses the plain compiled core)
+
+``--no-train`` times only the IS pass (compiled variants then compile only the inference
+graphs). The ``%limit`` column is the fraction of the same run's limit: training img/s ÷
+(peak / useful GFLOP per image), IS samples/s ÷ (peak / useful GFLOP per sample), i.e.
+useful GFLOP/s ÷ the 4096³ matmul's GFLOP/s in the run's dtype.
 
 Process-wide settings (same for every variant of a run): ``--threads`` and
 ``--malloc bounded|heap|glibc`` (how glibc keeps freed memory: maevae.device.set_malloc_policy).
@@ -80,6 +91,8 @@ class Variant:
     fold: bool = True
     compile: bool = False
     fused_adam: bool = True
+    share_image: bool | str = "auto"  # PixelCNNDecoder.share_image
+    freeze: bool = False  # Inductor freezing of the compiled core's inference graphs
 
 
 VARIANTS = {
@@ -89,7 +102,10 @@ VARIANTS = {
                          fused_adam=False),
     "fast": Variant("fast"),
     "fast_nofold": Variant("fast_nofold", fold=False),
+    "fast_share": Variant("fast_share", share_image=True),
     "compiled": Variant("compiled", compile=True),
+    "compiled_noshare": Variant("compiled_noshare", compile=True, share_image=False),
+    "compiled_frozen": Variant("compiled_frozen", compile=True, freeze=True),
 }
 
 
@@ -319,7 +335,7 @@ def bench_one(args, decoder: str, dtype: str, variants: list[Variant], device) -
                 v.copy_(v0)
 
     eager_core = model.decoder.core
-    compiled_core = None
+    compiled_cores: dict[bool, torch.nn.Module] = {}  # freezing -> compiled core
     out: dict = {"decoder": decoder, "dtype": dtype, "variants": {}}
 
     # FLOPs (masked reference): one training step, and one IS pass of K samples
@@ -331,44 +347,54 @@ def bench_one(args, decoder: str, dtype: str, variants: list[Variant], device) -
                     "is_dense_gflop_per_sample": dense_i / args.k / 1e9,
                     "is_useful_gflop_per_sample": useful_i / args.k / 1e9}
 
-    def use(v: Variant):
-        nonlocal compiled_core
+    def use(v: Variant, what: str = "is"):
         trainer.use_fused(v.fused_adam)
-        if v.compile and compiled_core is None:
-            compiled_core = torch.compile(eager_core)
-        model.decoder.core = compiled_core if v.compile else eager_core
+        model.decoder.share_image = v.share_image
+        freeze = v.freeze and what == "is"
+        if v.compile and freeze not in compiled_cores:
+            compiled_cores[freeze] = torch.compile(
+                eager_core, options={"freezing": True} if freeze else None)
+        model.decoder.core = compiled_cores[freeze] if v.compile else eager_core
 
     # compile warm-ups (timed: compile time counts against short runs)
     for v in variants:
         if v.compile:
-            use(v)
             with variant_settings(v):
                 reset()
-                w1, _ = _timed(trainer.step, device)
+                use(v, "train")
+                w1 = _timed(trainer.step, device)[0] if args.train else float("nan")
+                use(v, "is")
                 w2, _ = _timed(lambda v=v: is_pass(model, x1, args.k, args.chunk, dtype, v.fold),
                                device)
             out["variants"].setdefault(v.name, {})["compile_s"] = {"train_first_step": w1,
                                                                   "is_first_pass": w2}
 
     times: dict = {(v.name, w): [] for v in variants for w in ("train", "is")}
+    nlls: dict[str, float] = {}  # NLL of each variant's first timed IS pass (same z samples)
     for r in range(args.steps + 1):  # round 0 is a warm-up
         for v in variants:
-            use(v)
+            if not args.train:
+                break
+            use(v, "train")
             with variant_settings(v):
                 reset()
                 t = _timed(trainer.step, device)
                 if r:
                     times[(v.name, "train")].append(t)
+        reset()  # every IS pass on the same (DDI) weights: their NLLs are comparable
         for v in variants:
             if r > args.is_rounds:
                 continue
-            use(v)
+            use(v, "is")
             with variant_settings(v):
-                t = _timed(lambda v=v: is_pass(model, x1, args.k, args.chunk, dtype, v.fold),
-                           device)
+                res = []
+                t = _timed(lambda v=v, res=res: res.append(is_pass(model, x1, args.k, args.chunk,
+                                                                  dtype, v.fold)), device)
                 if r:
                     times[(v.name, "is")].append(t)
+                    nlls.setdefault(v.name, float(res[0].nll[0]))
     model.decoder.core = eager_core
+    model.decoder.share_image = "auto"
 
     threads = torch.get_num_threads()
     ref = REFERENCE.get(decoder, {})
@@ -378,8 +404,12 @@ def bench_one(args, decoder: str, dtype: str, variants: list[Variant], device) -
     for v in variants:
         entry = out["variants"].setdefault(v.name, {})
         entry["config"] = asdict(v)
+        if v.name in nlls:
+            entry["is_nll"] = nlls[v.name]
         for what, units in (("train", BATCH), ("is", args.k)):
             ts = times[(v.name, what)]
+            if not ts:
+                continue
             wall = _median([a for a, _ in ts])
             cpu = _median([b for _, b in ts])
             rate = units / wall
@@ -425,10 +455,12 @@ def print_table(result: dict) -> None:
               f"{f['is_useful_gflop_per_sample']:.3f} useful")
         peak = p[f"{run['dtype']}_gflop_s"]
         hdr = (f"{'variant':12s} {'what':5s} {'per s':>8s} {'cpu-norm':>9s} {'GFLOP/s':>8s} "
-               f"{'%peak':>6s} {'vs ref':>7s} {'vs tgt':>7s} {'wall med':>9s} {'cpu med':>8s}")
+               f"{'%limit':>6s} {'vs ref':>7s} {'vs tgt':>7s} {'wall med':>9s} {'cpu med':>8s}")
         print(hdr)
         for name, e in run["variants"].items():
             for what in ("train", "is"):
+                if what not in e:
+                    continue
                 d = e[what]
                 cn = d.get("cpu_normalised_per_s")
                 ref = d["vs_reference"]
@@ -439,6 +471,9 @@ def print_table(result: dict) -> None:
                       f"{(f'{ref:7.2f}' if ref else '      -')} "
                       f"{(f'{tgt:7.2f}' if tgt else '      -')} "
                       f"{d['wall_s_median']:9.3f} {d.get('cpu_s_median', float('nan')):8.3f}")
+            if "is_nll" in e:
+                print(f"{name:12s} IS NLL {e['is_nll']:.5f} (same weights and z for every "
+                      f"variant of this dtype)")
             if "compile_s" in e:
                 c = e["compile_s"]
                 print(f"{name:12s} compile+first step {c['train_first_step']:.1f} s, "
@@ -471,6 +506,8 @@ def parse_args(argv=None):
     p.add_argument("--k-mem", type=int, default=4096, help="K of the memory probe; 0 skips it")
     p.add_argument("--variants", default="reference,fast")
     p.add_argument("--compile", action="store_true", help="add the torch.compile variant")
+    p.add_argument("--no-train", dest="train", action="store_false",
+                   help="time only the IS pass")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     p.add_argument("--malloc", choices=list(prec.MALLOC_POLICIES), default="bounded",
                    help="glibc allocator policy (maevae.device.set_malloc_policy; default "

@@ -52,3 +52,17 @@ def test_statistics_against_the_per_batch_terms(model_and_images):
     assert got["kl"] == pytest.approx(float(torch.cat(kl).double().mean()), rel=1e-5)
     assert got["mpd"] == pytest.approx(sum(p[0] for p in pairs) / 3, rel=1e-5)
     assert got["std"] == pytest.approx(sum(p[1] for p in pairs) / 3, rel=1e-5)
+
+
+def test_chunked_statistics_encode_each_image_once(model_and_images):
+    """The chunked path encodes every image once (plus one image per batch for the noise's
+    dtype), not the whole batch once more to draw the noise."""
+    model, x = model_and_images
+    seen = []
+    handle = model.encoder.register_forward_hook(lambda m, inp, out: seen.append(inp[0].shape[0]))
+    try:
+        batch_statistics(model, x, batch=20, n_samples=3,
+                         generator=torch.Generator().manual_seed(5), chunk=7)
+    finally:
+        handle.remove()
+    assert sum(seen) == x.shape[0] + 3  # 45 images in 3 batches

@@ -17,6 +17,7 @@ decides when aggressive inference-network training ends (:mod:`maevae.train.aggr
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -44,7 +45,12 @@ def _chunked_terms(model: VAE, xb: torch.Tensor, n_samples: int,
     b = xb.shape[0]
     if chunk is None or b * n_samples <= chunk:
         return model.terms(xb, n_samples, generator)
-    eps = model.encoder(xb).noise(n_samples, generator)  # [S, B, D]
+    # the noise's dtype and device from the posterior of one image (the encoder runs once
+    # per image, in the chunks below), its shape from the whole batch: q.noise's own draw
+    q1 = model.encoder(xb[:1])
+    eps = dataclasses.replace(q1, mu=q1.mu.expand(b, *q1.mu.shape[1:]),
+                              logvar=q1.logvar.expand(b, *q1.logvar.shape[1:])
+                              ).noise(n_samples, generator)  # [S, B, D]
     step = max(1, chunk // n_samples)  # images per decoder pass
     parts = [model.terms(xb[i:i + step], n_samples, eps=eps[:, i:i + step])
              for i in range(0, b, step)]

@@ -193,6 +193,13 @@ def evaluate_run(run_dir: str | Path, data_root: str | None, device: torch.devic
     limit = max_images if max_images is not None else cfg.eval.max_images
     if limit is not None:  # quick checks: the first N binarised test images only
         x_all = x_all[:limit]
+    # the compile decision before the test statistics: they then run on the same (compiled)
+    # decoder as the IS pass, as fast per sample (benchmarks/validation_cost.py)
+    compiled = maybe_compile_decoder(model, compile or cfg.eval.compile, x_all.shape[0] * k,
+                                     COMPILE_AFTER_SAMPLES, device, console.warn)
+    if compiled:
+        log("compiling the PixelCNN core with torch.compile (eval.compile="
+            f"{compile or cfg.eval.compile}); the first pass takes about a minute")
     t0 = time.time()
     with console.bar(x_all.shape[0], "test statistics", progress, unit="img") as bar:
         stats = batch_statistics(model, x_all, cfg.train.eval_batch,
@@ -200,11 +207,6 @@ def evaluate_run(run_dir: str | Path, data_root: str | None, device: torch.devic
                                  progress=bar.update, chunk=cfg.eval.nll_chunk)
     t_stats = time.time() - t0
     x_nll = x_all
-    compiled = maybe_compile_decoder(model, compile or cfg.eval.compile, x_nll.shape[0] * k,
-                                     COMPILE_AFTER_SAMPLES, device, console.warn)
-    if compiled:
-        log("compiling the PixelCNN core with torch.compile (eval.compile="
-            f"{compile or cfg.eval.compile}); the first pass takes about a minute")
     t0 = time.time()
     res = importance_sampled_test_nll(run, model, x_nll, cfg, k, precision, best, progress)
     t_nll = time.time() - t0

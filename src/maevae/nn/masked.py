@@ -56,6 +56,38 @@ class MaskedConv2d(_WeightNormBase):
         # the same function of x and of the masked weight, without the masked-out taps
         return causal.masked_conv2d(x, w, b, self.mask_type, self.masked_channels, self.order)
 
+    def forward_shared(self, image: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
+        """The layer on ``cat([image repeated S times, rest])`` without repeating ``image``.
+
+        image: [B, m, H, W], the masked channels (m = ``masked_channels``), the same for
+        all S samples; rest: [S*B, in - m, H, W], the unmasked channels, sample-major
+        (row ``s*B + b`` belongs to image b). Returns [S*B, out, H, W], equal to
+        ``self(torch.cat([image.repeat(S, 1, 1, 1), rest], 1))``: by linearity the masked
+        part of the convolution is computed once per image and broadcast over the samples.
+        """
+        m = self.masked_channels
+        if m is None or m >= self.in_ch:
+            raise ValueError("forward_shared needs a layer with unmasked channels")
+        b, n = image.shape[0], rest.shape[0]
+        if n % b:
+            raise ValueError(f"rest has {n} rows, not a multiple of the {b} images")
+        w = self.weight()
+        c = self.k // 2
+        cfg = causal.get_config()
+        if cfg.channels_last:
+            image = image.contiguous(memory_format=torch.channels_last)
+            rest = rest.contiguous(memory_format=torch.channels_last)
+        out = F.conv2d(rest, w[:, m:], self.bias, 1, c)  # [S*B, out, H, W]
+        if cfg.impl == "masked":
+            own = F.conv2d(image, w[:, :m], None, 1, c)  # [B, out, H, W]
+        else:
+            own = causal.causal_conv2d(image, w[:, :m], None, self.mask_type, None,
+                                       self.order, cfg.strategy, premasked=True)
+        out.view(n // b, b, *out.shape[1:]).add_(own.unsqueeze(0))  # broadcast over samples
+        if self._ddi_pending:
+            out = self._ddi(out)
+        return out
+
 
 class MaskedLinear(_WeightNormBase):
     """Weight-normalised linear layer with a fixed connectivity mask [out, in]."""

@@ -57,10 +57,17 @@ class PixelCNN(nn.Module):
         self.skips = nn.ModuleList(Bottleneck(channels, k) for k in kernels[1:n - 1]) if skips \
             else nn.ModuleList()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Images x [N, C_in, H, W] -> causal features [N, C, H, W] (each pixel sees only the
-        pixels before it in raster order)."""
-        layers = [F.elu(self.first(x))]
+        pixels before it in raster order).
+
+        With ``cond`` [S*B, C_in - m, H, W] (the unmasked channels, sample-major), x holds
+        only the m masked channels [B, m, H, W] of B images shared by S samples each: the
+        result is that of ``cat([x repeated S times, cond])`` without repeating x (the
+        first layer's image part runs once per image, :meth:`MaskedConv2d.forward_shared`).
+        """
+        first = self.first(x) if cond is None else self.first.forward_shared(x, cond)
+        layers = [F.elu(first)]
         if not len(self.skips):
             for block in self.blocks:
                 layers.append(block(layers[-1]))
