@@ -175,7 +175,7 @@ def write_figures(out: Path, runs: list[RunSpec]) -> list[Path]:
     for fname, ykey, ylabel in (("kl_vs_nll.png", "kl", "KL (nats)"),
                                 ("kmeans_vs_nll.png", "kmeans10",
                                  "K-means K=10 test accuracy (%)")):
-        fig, ax = plt.subplots(figsize=(5.5, 4))
+        fig, ax = plt.subplots(figsize=(7, 4))
         plotted = 0
         for i, variant in enumerate(variants):
             pts = [(values[r.run_id]["nll"], values[r.run_id][ykey]) for r in runs
@@ -190,12 +190,13 @@ def write_figures(out: Path, runs: list[RunSpec]) -> list[Path]:
             ax.text(0.5, 0.5, "no evaluated runs with this value", ha="center",
                     transform=ax.transAxes)
         else:
-            ax.legend(fontsize=8)
+            # beside the axes: inside, it can hide points
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
         ax.set_xlabel("test NLL (IS, nats)")
         ax.set_ylabel(ylabel)
         ax.set_title(f"{ylabel.split(' (')[0]} vs NLL, one point per run", fontsize=10)
         fig.tight_layout()
-        fig.savefig(out / fname, dpi=100)
+        fig.savefig(out / fname, dpi=100, bbox_inches="tight")
         plt.close(fig)
         written.append(out / fname)
     return written
