@@ -292,3 +292,13 @@ def test_the_example_sweep_file_loads():
     spec = load_sweep(Path(__file__).resolve().parents[1] / "sweeps" / "example_tiny.yaml")
     assert len(spec.runs) == len({r.run_id for r in spec.runs}) == 8
     assert spec.runs[0].run_id == "VLAE__latentdim2__seed1" and spec.eval.probes
+
+
+@pytest.mark.parametrize("name", ["digits_remedies", "mnist_remedies"])
+def test_the_remedies_sweeps_load_with_one_run_per_variant_and_seed(name):
+    # every preset they name exists and validates (load_sweep resolves each run's config)
+    spec = load_sweep(Path(__file__).resolve().parents[1] / "sweeps" / f"{name}.yaml")
+    variants = ["VLAE", "MAE", "beta-0.5", "KL-linear", "KL-cyclical", "free-bits-dim",
+                "BN-VAE", "aggressive", "InfoVAE-MMD"]
+    assert [r.run_id for r in spec.runs] == [f"{v}__seed{s}" for v in variants
+                                             for s in (1, 2, 3)]
