@@ -343,22 +343,28 @@ class Trainer:
     def _batch_indices(self, epoch: int) -> torch.Tensor:
         return torch.randperm(len(self.train_x), generator=_gen(self.cfg.seed, 1, epoch))
 
+    def _step_inputs(self, idx: torch.Tensor, g: torch.Generator
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The random inputs of one step on the training images ``idx``, drawn from ``g`` in
+        this order: the binarised images x [B, C, H, W], the posterior noise eps [S, B, D]
+        and, for the MMD term, N(0, I) draws z_prior [B, D] in the prior's base space (a
+        flow's exact inverse, ``prior.sample``, can overflow on a trained flow; its density
+        direction cannot), else None."""
+        cfg, d = self.cfg, self.model.latent_dim
+        x = training_inputs(self.train_x[idx.to(self.device)], cfg.data, g)  # [B, C, H, W]
+        eps = torch.randn(cfg.objective.kl_samples_train, len(idx), d, generator=g,
+                          device=self.device)  # [S, B, D]
+        z_prior = (torch.randn(len(idx), d, generator=g, device=self.device)
+                   if cfg.objective.mmd_weight > 0 else None)  # [B, D]
+        return x, eps, z_prior
+
     def train_step(self, idx: torch.Tensor) -> dict[str, float] | None:
         """One optimizer step on the global batch ``idx``; None when skipped (non-finite)."""
         cfg, c = self.cfg, self.counters
-        g = _gen(cfg.seed, 2, c.step, device=self.device)
-        x_all = training_inputs(self.train_x[idx.to(self.device)], cfg.data, g)  # [B, C, H, W]
-        s = cfg.objective.kl_samples_train
-        eps_all = torch.randn(s, len(idx), self.model.latent_dim, generator=g,
-                              device=self.device)  # [S, B, D]
+        x_all, eps_all, z_prior = self._step_inputs(idx, _gen(cfg.seed, 2, c.step,
+                                                              device=self.device))
         lo, hi = self.dist.rank * self.local_batch, (self.dist.rank + 1) * self.local_batch
         x, eps = x_all[lo:hi], eps_all[:, lo:hi]
-        z_prior = None
-        if cfg.objective.mmd_weight > 0:  # drawn after eps: the other draws are unchanged
-            # N(0, I) in the prior's base space: a flow's exact inverse (prior.sample) can
-            # overflow on a trained flow, its density direction cannot
-            z_prior = torch.randn(len(idx), self.model.latent_dim, generator=g,
-                                  device=self.device)  # [B, D]
         beta = kl_weight(cfg.objective, c.step)
         self.model.train()
         inner = self._aggressive_inner_loop(beta)
@@ -416,12 +422,8 @@ class Trainer:
 
         def loss_at(k: int) -> torch.Tensor:
             idx = torch.randperm(n, generator=_gen(cfg.seed, 9, step, k))[:b]
-            g = _gen(cfg.seed, 10, step, k, device=self.device)
-            x = training_inputs(self.train_x[idx.to(self.device)], cfg.data, g)
-            eps = torch.randn(cfg.objective.kl_samples_train, b, self.model.latent_dim,
-                              generator=g, device=self.device)
-            z_prior = (torch.randn(b, self.model.latent_dim, generator=g, device=self.device)
-                       if cfg.objective.mmd_weight > 0 else None)  # [b, D]
+            x, eps, z_prior = self._step_inputs(idx, _gen(cfg.seed, 10, step, k,
+                                                          device=self.device))
             torch.manual_seed(int(_gen(cfg.seed, 11, step, k).initial_seed()))  # dropout
             return compute_loss(self.model, x, eps, cfg, self.dims, self.dist, kl_weight=beta,
                                 z_prior=z_prior).loss
