@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from maevae.errors import MaevaeError
+from maevae.evaluate.markdown import lookup, mean_of
 from maevae.runs.files import atomic_write_text
 from maevae.runs.results import EVAL_FILE, EvalResults, read_results
 from maevae.sweep.spec import RunSpec
@@ -24,19 +25,18 @@ __all__ = ["METRICS", "aggregate", "mean_std", "run_metrics", "write_figures",
            "write_tables"]
 
 
+def _mean(stat) -> float | None:
+    """The mean of an eval.json stat (a number or ``{"mean": ...}``) as a float, or None."""
+    m = mean_of(stat)
+    return None if m is None else float(m)
+
+
 def _kmeans(k: int) -> Callable[[EvalResults], float | None]:
-    def get(r: EvalResults) -> float | None:
-        entry = ((r.representation.clustering or {}).get("kmeans") or {}).get(str(k))
-        return _num((entry or {}).get("acc_test", {}).get("mean"))
-    return get
+    return lambda r: _mean(lookup(r.representation.clustering, "kmeans", str(k), "acc_test"))
 
 
 def _diag(key: str) -> Callable[[EvalResults], float | None]:
-    return lambda r: _num((r.representation.diagnostics or {}).get(key))
-
-
-def _num(v) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    return lambda r: _mean(lookup(r.representation.diagnostics, key))
 
 
 # column key, heading, reader of one eval.json
@@ -58,14 +58,13 @@ def _probe_metrics(results: list[EvalResults]) -> list[tuple[str, str, Callable]
     """One column per (classifier, label budget) that any run's ``probes.results`` has."""
     seen: dict[tuple[str, str], None] = {}
     for r in results:
-        for name, per in ((r.representation.probes or {}).get("results") or {}).items():
+        for name, per in (lookup(r.representation.probes, "results") or {}).items():
             for budget in per:
                 seen[(name, budget)] = None
 
     def reader(name: str, budget: str):
-        return lambda r: _num(((((r.representation.probes or {}).get("results") or {})
-                                 .get(name) or {}).get(budget) or {}).get("acc_test", {})
-                              .get("mean"))
+        return lambda r: _mean(lookup(r.representation.probes, "results", name, budget,
+                                      "acc_test"))
 
     return [(f"{n}@{b}", f"{n} {b}", reader(n, b)) for n, b in seen]
 
