@@ -50,8 +50,14 @@ class _BinaryDecoder(nn.Module):
         """log p(x|z): x [B, C, H, W], z [S, B, D] -> [S, B]."""
         s, b = z.shape[:2]
         xs = x.unsqueeze(0).expand(s, *x.shape).reshape(s * b, *x.shape[1:])  # [S*B, C, H, W]
-        logits = self.logits(xs, z.reshape(s * b, -1))  # [S*B, C, H, W]
+        logits = self._sample_logits(x, xs, z.reshape(s * b, -1))  # [S*B, C, H, W]
         return bernoulli_log_prob(logits.float(), xs.float()).view(s, b)
+
+    def _sample_logits(self, x: torch.Tensor, xs: torch.Tensor, z: torch.Tensor
+                       ) -> torch.Tensor:
+        """The logits of :meth:`log_prob`: x [B, C, H, W], xs = x repeated per sample
+        [S*B, C, H, W], z [S*B, D] (sample-major) -> [S*B, C, H, W]."""
+        return self.logits(xs, z)
 
 
 class PixelCNNDecoder(_BinaryDecoder):
@@ -84,21 +90,14 @@ class PixelCNNDecoder(_BinaryDecoder):
             return _is_compiled(self.core)
         return bool(self.share_image)
 
-    def log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log p(x|z): x [B, C, H, W], z [S, B, D] -> [S, B].
-
-        With :meth:`shares_image` the image part of the first (mask-A) convolution is
-        computed once per image and broadcast over the S samples (equal to the repeated
-        input up to rounding)."""
+    def _sample_logits(self, x: torch.Tensor, xs: torch.Tensor, z: torch.Tensor
+                       ) -> torch.Tensor:
+        """The logits of :meth:`log_prob`. With :meth:`shares_image` the image part of the
+        first (mask-A) convolution is computed once per image x [B, C, H, W] and broadcast
+        over the samples (equal to the repeated input xs up to rounding)."""
         if not self.shares_image():
-            return super().log_prob(x, z)
-        s, b = z.shape[:2]
-        zf = self.z_features(z.reshape(s * b, -1))  # [S*B, 4, H, W]
-        h = self.core(x, zf)  # [S*B, 64, H, W]
-        with full_precision(h.device):
-            logits = self.head2(F.elu(self.head1(at_least_fp32(h))))  # [S*B, C, H, W]
-        xs = x.unsqueeze(0).expand(s, *x.shape).reshape(s * b, *x.shape[1:])
-        return bernoulli_log_prob(logits.float(), xs.float()).view(s, b)
+            return self.logits(xs, z)
+        return self._head(self.core(x, self.z_features(z)))  # [S*B, 64, H, W] -> [S*B, C, H, W]
 
     def z_features(self, z: torch.Tensor) -> torch.Tensor:
         """z [N, D] -> ELU'd feature maps [N, z_maps, H, W] (computed once per sample)."""
@@ -108,9 +107,12 @@ class PixelCNNDecoder(_BinaryDecoder):
     def logits_from_features(self, x: torch.Tensor, zf: torch.Tensor) -> torch.Tensor:
         """Bernoulli logits [N, C, H, W] of the images ``x`` [N, C, H, W] given the z feature
         maps ``zf`` [N, z_maps, H, W]; the output head runs in fp32."""
-        h = self.core(torch.cat([x, zf], dim=1))  # [N, C+4, H, W] -> [N, 64, H, W]
+        return self._head(self.core(torch.cat([x, zf], dim=1)))  # [N, C+4, H, W] -> [N, 64, H, W]
+
+    def _head(self, h: torch.Tensor) -> torch.Tensor:
+        """The output head on the core's features h [N, 64, H, W] -> logits [N, C, H, W]."""
         with full_precision(h.device):  # the logits in fp32: halves the bf16 NLL error, ~free
-            return self.head2(F.elu(self.head1(at_least_fp32(h))))  # [N, C, H, W]
+            return self.head2(F.elu(self.head1(at_least_fp32(h))))
 
     def logits(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Teacher-forced logits: x [N, C, H, W], z [N, D] -> [N, C, H, W]."""
