@@ -20,8 +20,9 @@ and splits the profiled wall time into
   (named by ``torch._inductor.config.cpp.enable_kernel_profile``);
 * **other**: everything else (optimizer, reductions, copies, Python overhead).
 
-It also prints the forward convolutions of the IS pass by shape (calls, ms, GFLOP/s, %
-of peak), so a target that is missed because of one kernel shows that kernel. The profiler
+For the eager variants it also prints the convolutions by direction and shape (calls, ms,
+GFLOP/s, % of peak; timed around each call on the eager path, which the compiled core
+shares), so a target that is missed because of one kernel shows that kernel. The profiler
 adds a little overhead per op; compare the shares, not the totals, with ``throughput.py``.
 """
 
@@ -59,15 +60,15 @@ ELEMENTWISE_OPS = ("elu", "add", "mul", "sub", "div", "sigmoid", "softplus", "ex
 
 
 class _ConvFlops(TorchDispatchMode):
-    """FLOPs of every convolution executed (forward + backward), and the forward ones by
-    (input shape, weight shape): FLOPs, calls and the kernel's wall time per call (timed
-    here, around the op, rather than by the profiler: ``record_shapes`` perturbed the eager
-    fp32 pass, attributing ~5x the time to some kernels)."""
+    """FLOPs of every convolution executed (forward + backward), and by (direction, input
+    shape, weight shape): FLOPs, calls and the kernels' wall time (timed here, around the
+    op, rather than by the profiler: ``record_shapes`` perturbed the eager fp32 pass,
+    attributing ~5x the time to some kernels)."""
 
     def __init__(self):
         super().__init__()
         self.total = 0.0
-        self.forward: dict[tuple, list[float]] = defaultdict(lambda: [0.0, 0, 0.0])
+        self.by_shape: dict[tuple, list[float]] = defaultdict(lambda: [0.0, 0, 0.0])
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func.__name__
@@ -75,17 +76,21 @@ class _ConvFlops(TorchDispatchMode):
         out = func(*args, **(kwargs or {}))
         dt = time.perf_counter() - t0
         if name.startswith("convolution_backward"):
-            grad_out, w, mask = args[0], args[2], args[-1]
+            grad_out, x, w, mask = args[0], args[1], args[2], args[-1]
             macs = grad_out.numel() * w[0].numel()  # per gradient computed
-            self.total += 2.0 * macs * (int(mask[0]) + int(mask[1]))
+            flops = 2.0 * macs * (int(mask[0]) + int(mask[1]))
+            key = ("backward", tuple(x.shape), tuple(w.shape))
         elif name.startswith("convolution"):
             x, w = args[0], args[1]
             flops = 2.0 * out.numel() * w[0].numel()
-            self.total += flops
-            entry = self.forward[(tuple(x.shape), tuple(w.shape))]
-            entry[0] += flops
-            entry[1] += 1
-            entry[2] += dt
+            key = ("forward", tuple(x.shape), tuple(w.shape))
+        else:
+            return out
+        self.total += flops
+        entry = self.by_shape[key]
+        entry[0] += flops
+        entry[1] += 1
+        entry[2] += dt
         return out
 
 
@@ -144,12 +149,15 @@ def profile_one(model, x, dtype: str, v, what: str, k: int, chunk: int, peak: fl
             model.decoder.share_image = "auto"
     conv_s = split.get("conv", 0.0) / 1e6
     shapes = []
-    if what == "is" and not v.compile:  # the compiled core calls the same kernels
-        for (xs, ws), (flops, calls, sec) in sorted(counter.forward.items(),
-                                                   key=lambda kv: -kv[1][2]):
+    if not v.compile:  # the compiled core calls the same kernels on the same shapes
+        for (direction, xs, ws), (flops, calls, sec) in sorted(counter.by_shape.items(),
+                                                              key=lambda kv: -kv[1][2]):
             gfs = flops / sec / 1e9 if sec else float("nan")
-            shapes.append({"input": list(xs), "weight": list(ws), "calls": calls,
-                           "ms": sec * 1e3, "gflop_s": gfs, "pct_peak": 100 * gfs / peak})
+            if sec < 1e-3:  # the encoder's one-image layers and the like
+                continue
+            shapes.append({"direction": direction, "input": list(xs), "weight": list(ws),
+                           "calls": calls, "ms": sec * 1e3, "gflop_s": gfs,
+                           "pct_peak": 100 * gfs / peak})
     conv_gfs = counter.total / conv_s / 1e9 if conv_s else float("nan")
     return {"variant": v.name, "dtype": dtype, "what": what, "total_ms": total_us / 1e3,
             "split_ms": {c: us / 1e3 for c, us in split.items()},
@@ -177,10 +185,11 @@ def print_report(result: dict) -> None:
         print(f"\n## {r['variant']} {r['dtype']} {r['what']}: top ops by self time: "
               + ", ".join(f"{o['op']} {o['ms']:.1f} ms" for o in r["top_ops"][:6]))
         if r["conv_shapes"]:
-            print("  IS forward convolutions by shape (input [N,C,H,W] x weight [O,I,kh,kw]; "
-                  "eager, timed around each call):")
+            print("  convolutions taking >= 1 ms, by shape (input [N,C,H,W] x weight "
+                  "[O,I,kh,kw]; eager, timed around each call):")
         for c in r["conv_shapes"]:
-            print(f"  {str(c['input']):20s} x {str(c['weight']):16s} {c['calls']:4d} calls "
+            print(f"  {c['direction']:8s} {str(c['input']):20s} x {str(c['weight']):16s} "
+                  f"{c['calls']:4d} calls "
                   f"{c['ms']:8.1f} ms {c['gflop_s']:8.1f} GFLOP/s {c['pct_peak']:5.1f}% of peak")
 
 
