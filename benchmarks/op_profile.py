@@ -4,7 +4,8 @@
                                     [--k 512] [--chunk 128] [--what is,train] [--json]
 
 For each dtype and variant (``throughput.py``'s variants, the same model, data and steps)
-it runs one warm-up and one ``torch.profiler`` pass of
+it warms up, runs one counted pass of the eager path and one ``torch.profiler`` pass of the
+variant (after its own warm-up) of
 
 * ``is``: ``importance_sampled_nll`` of K samples of one image (chunk ``--chunk``), and
 * ``train``: one training step (batch 100, forward, backward, clipping, Adam),
@@ -13,12 +14,14 @@ and splits the profiled wall time into
 
 * **conv**: the self time of every convolution op (``aten::convolution`` and the oneDNN
   kernels below it, forward and backward), with the FLOPs those convolutions execute
-  (counted with ``FlopCounterMode`` on the same variant's eager path, so the causal
-  decomposition's few multiplied masked taps count: this is the kernels' own rate);
+  (counted by a dispatch mode on the variant's eager path, equal to ``FlopCounterMode``'s
+  convolution FLOPs, so the causal decomposition's few multiplied masked taps count: this
+  is the kernels' own rate);
   ``conv GFLOP/s`` ÷ the same run's 4096³ matmul peak is the convolutions' efficiency;
-* **elementwise**: ELU, add, mul, … in eager; Inductor's fused C++ kernels when compiled
-  (named by ``torch._inductor.config.cpp.enable_kernel_profile``);
-* **other**: everything else (optimizer, reductions, copies, Python overhead).
+* **elementwise**: ELU, add, mul, casts and copies, … in eager; Inductor's fused C++ kernels
+  when compiled (named by ``torch._inductor.config.cpp.enable_kernel_profile``);
+* **other**: everything else (matmuls of the encoder and prior, optimizer, reductions,
+  Python overhead).
 
 For the eager variants it also prints the convolutions by direction and shape (calls, ms,
 GFLOP/s, % of peak; timed around each call on the eager path, which the compiled core
@@ -29,7 +32,6 @@ adds a little overhead per op; compare the shares, not the totals, with ``throug
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -56,7 +58,7 @@ from throughput import (  # noqa: E402  (a sibling script)
 
 CONV_OPS = ("convolution", "mkldnn_convolution", "_convolution_pointwise", "conv2d")
 ELEMENTWISE_OPS = ("elu", "add", "mul", "sub", "div", "sigmoid", "softplus", "exp", "log",
-                   "neg", "where", "clamp", "relu", "cpp_fused", "threshold", "fill_", "copy_")
+                   "neg", "where", "clamp", "relu", "threshold", "fill", "copy", "_to_copy")
 
 
 class _ConvFlops(TorchDispatchMode):
@@ -98,7 +100,9 @@ def _category(name: str) -> str:
     base = name.split("::")[-1]
     if any(base == op or base.startswith(op + ".") for op in CONV_OPS) or "convolution" in base:
         return "conv"
-    if any(op in base for op in ELEMENTWISE_OPS):
+    # "elu", "elu_", "elu_backward", "add.Tensor" (not "addmm"); Inductor's fused kernels
+    if "cpp_fused" in base or any(base == op or base.startswith((op + "_", op + "."))
+                                  for op in ELEMENTWISE_OPS):
         return "elementwise"
     return "other"
 
@@ -247,5 +251,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        main()
+    main()
