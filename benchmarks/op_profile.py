@@ -53,6 +53,7 @@ from throughput import (  # noqa: E402  (a sibling script)
     machine_info,
     make_model,
     matmul_peak,
+    raise_recompile_limit,
     variant_settings,
 )
 
@@ -220,14 +221,10 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     prec.set_malloc_policy(args.malloc)
-    import torch._dynamo.config as dynamo_config
     import torch._inductor.config as inductor_config
 
     inductor_config.cpp.enable_kernel_profile = True  # name the fused kernels in the profile
-    for name in ("recompile_limit", "cache_size_limit"):
-        if hasattr(dynamo_config, name):
-            setattr(dynamo_config, name, max(getattr(dynamo_config, name), 64))
-            break
+    raise_recompile_limit()
     device = torch.device("cpu")
     result = {"k": args.k, "chunk": args.chunk, "machine": machine_info(device),
               "peak": {"fp32": matmul_peak(device, torch.float32),

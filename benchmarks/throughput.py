@@ -135,6 +135,17 @@ def _timed(fn, device: torch.device) -> tuple[float, float]:
     return time.perf_counter() - t0, _cpu_seconds() - c0
 
 
+def raise_recompile_limit(at_least: int = 64) -> None:
+    """Let torch.compile keep ``at_least`` graphs per function (a benchmark compiles one per
+    variant, dtype, grad mode and shape) instead of falling back to eager past the default."""
+    import torch._dynamo.config as dynamo_config
+
+    for name in ("recompile_limit", "cache_size_limit"):  # the name before torch 2.6
+        if hasattr(dynamo_config, name):
+            setattr(dynamo_config, name, max(getattr(dynamo_config, name), at_least))
+            break
+
+
 def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 4096, reps: int = 3) -> float:
     """GFLOP/s of an n×n×n matmul (best of ``reps`` after a warm-up)."""
     a = torch.randn(n, n, device=device).to(dtype)
@@ -542,12 +553,7 @@ def main(argv=None) -> dict:
     if args.memory_probe:
         print(json.dumps(memory_probe(args)))
         return {}
-    import torch._dynamo.config as dynamo_config
-
-    for name in ("recompile_limit", "cache_size_limit"):  # variants x dtypes x grad modes
-        if hasattr(dynamo_config, name):
-            setattr(dynamo_config, name, max(getattr(dynamo_config, name), 64))
-            break
+    raise_recompile_limit()  # variants x dtypes x grad modes
     device = torch.device(args.device)
     variants = [VARIANTS[n] for n in args.variants.split(",")]
     result = {"device": args.device, "k": args.k, "chunk": args.chunk, "steps": args.steps,
