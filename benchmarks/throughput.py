@@ -432,11 +432,12 @@ def bench_one(args, decoder: str, dtype: str, variants: list[Variant], device,
             wall = _median([a for a, _ in ts])
             cpu = _median([b for _, b in ts])
             rate = units / wall
+            pct_limit = 100 * rate * useful[what] / peak
             e = {"rounds": len(ts), "wall_s_median": wall, "wall_s_min": min(a for a, _ in ts),
                  "per_s": rate, "useful_gflop_s": rate * useful[what],
                  "vs_reference": rate / ref[what] if what in ref else None,
-                 "pct_limit": 100 * rate * useful[what] / peak,
-                 "vs_target": 100 * rate * useful[what] / peak / TARGETS_PCT_LIMIT[(what, dtype)]}
+                 "pct_limit": pct_limit,
+                 "vs_target": pct_limit / TARGETS_PCT_LIMIT[(what, dtype)]}
             if device.type == "cpu":
                 e["cpu_s_median"] = cpu
                 e["cpu_normalised_per_s"] = units / (cpu / threads)
