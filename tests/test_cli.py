@@ -121,3 +121,31 @@ def test_help_lists_every_command(capsys):
                              "sweep"}
     code, out, _ = _run(["train", "--help"], capsys)
     assert code == 0 and "examples:" in out and "--resume" in out
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_without_native_kernels_warns_once(trained, tmp_path, capsys, monkeypatch,
+                                                native):
+    """A CPU without native bf16 runs bf16 10-20x slower: train and eval say so, in one line."""
+    import shutil
+
+    from maevae import device
+
+    monkeypatch.setattr(device, "_cpu_has_native_bf16", lambda: native)
+    copy = shutil.copytree(trained, tmp_path / "copy")  # eval writes eval.json into the run
+    main(["eval", str(copy), "--precision", "bf16", "--nll-samples", "2", "--max-images",
+          "2", "--no-progress"])
+    run = tmp_path / "bf16"
+    main(["train", "tiny/test", "--out", str(run), "--compile", "never", "--precision", "bf16",
+          "--set", "train.max_steps=1", *FAST])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if "no native bf16" in ln]
+    if native:
+        assert lines == []
+    else:
+        assert len(lines) == 2
+        assert lines[0].startswith("maevae: warning: eval.precision=bf16 but this CPU (")
+        assert lines[0].endswith("; pass --precision fp32")
+        assert lines[1].startswith("maevae: warning: train.precision=bf16 but this CPU (")
+        assert lines[1].endswith("train with --precision fp32 (a run keeps its precision "
+                                 "on --resume)")

@@ -210,3 +210,23 @@ def test_compiled_core_computes_the_eager_function():
         out = dec.log_prob(x, z)
     assert dec.core._compiled_call_impl is not None
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-4)
+
+
+def test_slow_bf16_names_the_cpu_without_native_kernels(monkeypatch):
+    monkeypatch.setattr(prec, "_cpu_has_native_bf16", lambda: False)
+    why = prec.slow_bf16("cpu")
+    assert why.startswith(f"this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native")
+    warnings = []
+    assert prec.note_slow_bf16("bf16", "cpu", "eval.precision", "pass --precision fp32",
+                               warnings.append)
+    assert not prec.note_slow_bf16("fp32", "cpu", "eval.precision", "x", warnings.append)
+    assert warnings == [f"eval.precision=bf16 but {why}; pass --precision fp32"]
+    monkeypatch.setattr(prec, "_cpu_has_native_bf16", lambda: True)
+    assert prec.slow_bf16("cpu") is None
+    assert not prec.note_slow_bf16("bf16", "cpu", "eval.precision", "x", warnings.append)
+    assert prec.slow_bf16("meta") is None and len(warnings) == 1
+
+
+def test_native_bf16_probe_is_onednns():
+    """The probe is oneDNN's (AVX-512 BW/VL/DQ or AMX), the one that picks its bf16 kernels."""
+    assert prec._cpu_has_native_bf16() == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())

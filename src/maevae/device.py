@@ -4,6 +4,8 @@
 * :func:`autocast` / :func:`autocast_context` / :func:`full_precision` — the ``fp32 | bf16``
   switch: ``torch.autocast`` with bf16 on CPU (AMX) and CUDA (tensor cores); parameters,
   optimizer state and the loss stay fp32;
+* :func:`slow_bf16` / :func:`note_slow_bf16` — whether bf16 has native kernels on the device
+  (without them bf16 runs many times slower than fp32: one warning line says so);
 * :func:`maybe_compile_decoder` — the ``compile: auto | always | never`` policy
   (``torch.compile`` of the PixelCNN core: fuses its ELUs and residual adds; the
   convolutions stay oneDNN calls);
@@ -47,8 +49,10 @@ __all__ = [
     "keep_freed_memory",
     "malloc_policy_from_env",
     "maybe_compile_decoder",
+    "note_slow_bf16",
     "resolve_device",
     "set_malloc_policy",
+    "slow_bf16",
 ]
 
 Precision = Literal["fp32", "bf16"]
@@ -79,6 +83,47 @@ def autocast_context(device: torch.device | str, precision: Precision):
     if precision == "bf16" and device.type not in ("cpu", "cuda"):
         raise ValueError(f"bf16 autocast is supported on cpu and cuda, not {device.type!r}")
     return autocast(device, precision)
+
+
+def _cpu_has_native_bf16() -> bool:
+    """oneDNN's own probe: bf16 kernels need AVX-512 (BW/VL/DQ) or AMX."""
+    try:
+        return torch.backends.mkldnn.is_available() and \
+            bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch without the probe: assume native
+        return True
+
+
+def slow_bf16(device: torch.device | str) -> str | None:
+    """Why bf16 autocast would run *slower* than fp32 on ``device``, or None where it has
+    native bf16 kernels.
+
+    On a CPU without AVX-512 (AVX2 only) oneDNN has no bf16 convolution or matmul, and
+    PyTorch falls back to reference loops: measured on an AVX2-only AMD EPYC, a bf16 1×1
+    convolution runs 15× slower than in fp32 and a bf16 matmul 16-20× (BENCHMARKS.md).
+    A CUDA GPU before Ampere (compute capability < 8.0) emulates bf16.
+    """
+    device = torch.device(device)
+    if device.type == "cpu":
+        if _cpu_has_native_bf16():
+            return None
+        return (f"this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native bf16 "
+                "kernels (oneDNN's need AVX-512 or AMX), so bf16 runs 10-20x slower than fp32")
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        major, minor = torch.cuda.get_device_capability(device)
+        return (f"this GPU ({torch.cuda.get_device_name(device)}, compute capability "
+                f"{major}.{minor}) has no native bf16 (it needs 8.0 or later)")
+    return None
+
+
+def note_slow_bf16(precision: str, device: torch.device | str, setting: str, fix: str,
+                   warn) -> bool:
+    """One ``warn`` line when ``precision`` is bf16 and :func:`slow_bf16` gives a reason;
+    returns whether it warned. ``setting`` names the config key, ``fix`` the way out."""
+    why = slow_bf16(device) if precision == "bf16" else None
+    if why is not None:
+        warn(f"{setting}=bf16 but {why}; {fix}")
+    return why is not None
 
 
 def resolve_device(name: str = "auto") -> torch.device:

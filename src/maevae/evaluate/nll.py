@@ -19,7 +19,7 @@ import torch
 from maevae import console
 from maevae.config import RunConfig
 from maevae.data.transforms import data_dims, evaluation_inputs, redraw_dynamic
-from maevae.device import autocast_dtype, maybe_compile_decoder
+from maevae.device import autocast_dtype, maybe_compile_decoder, note_slow_bf16
 from maevae.errors import ConfigError, MaevaeError
 from maevae.inference.likelihood import bits_per_dim, importance_sampled_batch, iterate_batches
 from maevae.models.vae import VAE
@@ -185,6 +185,7 @@ def evaluate_run(run_dir: str | Path, data_root: str | None, device: torch.devic
         raise ConfigError(f"nll_samples={k}: the number of importance samples K must be >= 1 "
                           "(eval.nll_samples)")
     precision = precision or cfg.eval.precision
+    note_slow_bf16(precision, device, "eval.precision", "pass --precision fp32", console.warn)
     data = load_run_data(cfg, data_root, run)
     check_copies(cfg, data.image_shape, len(data.test_x), memory)  # before making them
     x_all, copies = evaluation_inputs(data.test_x, cfg.data, cfg.seed + 2)

@@ -44,7 +44,7 @@ from maevae import console, signals
 from maevae.config import RunConfig
 from maevae.data import ImageSplits
 from maevae.data.transforms import data_dims, evaluation_inputs, redraw_dynamic, training_inputs
-from maevae.device import at_least_fp32, autocast, maybe_compile_decoder
+from maevae.device import at_least_fp32, autocast, maybe_compile_decoder, note_slow_bf16
 from maevae.errors import MaevaeError
 from maevae.kl_schedule import kl_weight
 from maevae.models.build import build_model
@@ -217,6 +217,9 @@ class Trainer:
 
     def _wrap(self) -> None:
         """After the weights are set (DDI or checkpoint): compile, then DDP."""
+        note_slow_bf16(self.cfg.train.precision, self.device, "train.precision",
+                       "train with --precision fp32 (a run keeps its precision on --resume)",
+                       self.log_warning)
         if maybe_compile_decoder(self.model, self.cfg.train.compile, self.planned_steps(),
                                  COMPILE_AFTER_STEPS, self.device, self.log_warning):
             self.log("compiling the PixelCNN core with torch.compile (train.compile="
