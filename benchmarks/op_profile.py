@@ -49,10 +49,11 @@ from throughput import (  # noqa: E402  (a sibling script)
     BATCH,
     VARIANTS,
     Trainer,
+    dtypes_to_run,
     is_pass,
     machine_info,
     make_model,
-    matmul_peak,
+    matmul_peaks,
     raise_recompile_limit,
     variant_settings,
 )
@@ -176,7 +177,7 @@ def print_report(result: dict) -> None:
     p = result["peak"]
     print(f"# op profile  {m['date']}  {m['cpu']} ({m['cpu_cores']} cores), torch {m['torch']}, "
           f"{m['threads']} threads; K={result['k']}, chunk {result['chunk']}, batch {BATCH}")
-    print(f"# peak matmul 4096^3: fp32 {p['fp32']:.0f} GFLOP/s, bf16 {p['bf16']:.0f} GFLOP/s")
+    print("# peak matmul 4096^3: " + ", ".join(f"{d} {v:.0f} GFLOP/s" for d, v in p.items()))
     print(f"\n{'variant':10s} {'dtype':5s} {'what':5s} {'total ms':>9s} {'conv ms':>8s} "
           f"{'conv %':>6s} {'elem ms':>8s} {'elem %':>6s} {'other %':>7s} {'conv GFLOP/s':>12s} "
           f"{'% peak':>6s}")
@@ -227,9 +228,8 @@ def main(argv=None) -> dict:
     raise_recompile_limit()
     device = torch.device("cpu")
     result = {"k": args.k, "chunk": args.chunk, "machine": machine_info(device),
-              "peak": {"fp32": matmul_peak(device, torch.float32),
-                       "bf16": matmul_peak(device, torch.bfloat16)}, "profiles": []}
-    for dtype in (["fp32", "bf16"] if args.dtype == "both" else [args.dtype]):
+              "peak": matmul_peaks(device, dtypes_to_run(args.dtype, device)), "profiles": []}
+    for dtype in result["peak"]:
         model, x = make_model("small", device, args.seed)
         trainer = Trainer(model, x, dtype, ObjectiveConfig(eta=1.0, gamma=0.5))
         initial = [(p, p.clone()) for p in model.state_dict().values()]

@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from maevae import device as prec  # noqa: E402
 from maevae.inference.likelihood import importance_sampled_nll  # noqa: E402
 from maevae.statistics import batch_statistics  # noqa: E402
-from throughput import _timed, make_model, matmul_peak  # noqa: E402
+from throughput import _timed, dtypes_to_run, make_model, matmul_peaks  # noqa: E402
 
 USEFUL_GFLOP_PER_SAMPLE = 0.368  # small decoder, IS pass (throughput.py's FLOP count)
 
@@ -66,9 +66,8 @@ def main(argv=None) -> dict:
     x = (torch.rand(args.images, 1, 28, 28, generator=g) < 0.5).float()
     if args.compile:
         prec.compile_decoder(model)
-    peaks = {d: matmul_peak(device, t) for d, t in (("fp32", torch.float32),
-                                                    ("bf16", torch.bfloat16))}
-    dtypes = ["fp32", "bf16"] if args.dtype == "both" else [args.dtype]
+    dtypes = dtypes_to_run(args.dtype, device)
+    peaks = matmul_peaks(device, dtypes)
     out: dict = {"peak_gflop_s": peaks, "args": vars(args), "runs": {}}
 
     def stats(dtype):
@@ -87,11 +86,11 @@ def main(argv=None) -> dict:
                 t, _ = _timed(lambda fn=fn, d=d: fn(d), device)
                 if r:
                     times[(d, what)].append(t)
+    peak = " / ".join(f"{d} {v:.0f}" for d, v in peaks.items())
     print(f"# validation vs IS cost per sample, {torch.get_num_threads()} threads, "
-          f"loadavg {os.getloadavg()}, peak fp32 {peaks['fp32']:.0f} / bf16 "
-          f"{peaks['bf16']:.0f} GFLOP/s; stats: {args.images} images x {args.samples} "
-          f"samples (batch {args.batch}, chunk {args.chunk}); IS: K={args.k}, 1 image"
-          f"{', compiled' if args.compile else ''}")
+          f"loadavg {os.getloadavg()}, peak {peak} GFLOP/s; stats: {args.images} images x "
+          f"{args.samples} samples (batch {args.batch}, chunk {args.chunk}); IS: K={args.k}, "
+          f"1 image{', compiled' if args.compile else ''}")
     print(f"{'dtype':5s} {'stats /s':>9s} {'%limit':>7s} {'IS /s':>9s} {'%limit':>7s} "
           f"{'stats/IS':>9s}")
     for d in dtypes:
