@@ -54,6 +54,7 @@ from throughput import (  # noqa: E402  (a sibling script)
     machine_info,
     make_model,
     matmul_peaks,
+    peak_matmul_n,
     raise_recompile_limit,
     variant_settings,
 )
@@ -177,7 +178,10 @@ def print_report(result: dict) -> None:
     p = result["peak"]
     print(f"# op profile  {m['date']}  {m['cpu']} ({m['cpu_cores']} cores), torch {m['torch']}, "
           f"{m['threads']} threads; K={result['k']}, chunk {result['chunk']}, batch {BATCH}")
-    print("# peak matmul 4096^3: " + ", ".join(f"{d} {v:.0f} GFLOP/s" for d, v in p.items()))
+    cpu, dtypes = torch.device("cpu"), {"fp32": torch.float32, "bf16": torch.bfloat16}
+    sizes = {d: peak_matmul_n(cpu, dtypes[d]) for d in p}
+    print("# peak matmul: " + ", ".join(f"{d} {v:.0f} GFLOP/s ({sizes[d]}^3)"
+                                        for d, v in p.items()))
     print(f"\n{'variant':10s} {'dtype':5s} {'what':5s} {'total ms':>9s} {'conv ms':>8s} "
           f"{'conv %':>6s} {'elem ms':>8s} {'elem %':>6s} {'other %':>7s} {'conv GFLOP/s':>12s} "
           f"{'% peak':>6s}")

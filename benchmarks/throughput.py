@@ -149,11 +149,17 @@ def raise_recompile_limit(at_least: int = 64) -> None:
 SLOW_BF16_MATMUL_N = 1024  # a 4096³ bf16 matmul takes ~90 s without native bf16 kernels
 
 
+def peak_matmul_n(device: torch.device, dtype: torch.dtype, n: int = 4096) -> int:
+    """The matmul size :func:`matmul_peak` times: ``n``, capped at ``SLOW_BF16_MATMUL_N`` for
+    bf16 where the device has no native bf16 kernels."""
+    return min(n, SLOW_BF16_MATMUL_N) if dtype == torch.bfloat16 and prec.slow_bf16(device) \
+        else n
+
+
 def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 4096, reps: int = 3) -> float:
-    """GFLOP/s of an n×n×n matmul (best of ``reps`` after a warm-up); ``n`` is capped at
-    ``SLOW_BF16_MATMUL_N`` for bf16 where the device has no native bf16 kernels."""
-    if dtype == torch.bfloat16 and prec.slow_bf16(device):
-        n = min(n, SLOW_BF16_MATMUL_N)
+    """GFLOP/s of an n×n×n matmul (best of ``reps`` after a warm-up), n by
+    :func:`peak_matmul_n`."""
+    n = peak_matmul_n(device, dtype, n)
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
     a @ b
@@ -490,8 +496,12 @@ def print_table(result: dict) -> None:
           f"torch {m['torch']}, {m['threads']} threads, device {result['device']}")
     print(f"# loadavg at start {m['loadavg_start']}, at end {result.get('loadavg_end')}")
     p = result["peak"]
-    print(f"# peak matmul {p.get('matmul_n', 4096)}^3: " + ", ".join(
-        f"{d} {p[f'{d}_gflop_s']:.0f} GFLOP/s" for d in ("fp32", "bf16") if f"{d}_gflop_s" in p))
+    print("# peak matmul: " + ", ".join(
+        f"{d} {p[f'{d}_gflop_s']:.1f} GFLOP/s ({p.get(f'{d}_matmul_n', p.get('matmul_n'))}^3)"
+        for d in ("fp32", "bf16") if f"{d}_gflop_s" in p))
+    if "bf16_matmul_n" in p:
+        print("# bf16 has no native kernels here: its peak is PyTorch's fallback matmul, so its "
+              "%limit and vs tgt say nothing about this machine")
     for run in result["runs"]:
         f = run["flops"]
         print(f"\n## decoder={run['decoder']} dtype={run['dtype']}   train: "
@@ -589,6 +599,8 @@ def main(argv=None) -> dict:
     dtypes = dtypes_to_run(args.dtype, device)
     result["peak"] = {"matmul_n": n, **{f"{d}_gflop_s": v
                                         for d, v in matmul_peaks(device, dtypes, n).items()}}
+    if "bf16" in dtypes and peak_matmul_n(device, torch.bfloat16, n) != n:
+        result["peak"]["bf16_matmul_n"] = peak_matmul_n(device, torch.bfloat16, n)
     decoders = ["small", "large"] if args.decoder == "both" else [args.decoder]
     result["runs"] = []
     for decoder in decoders:

@@ -126,7 +126,7 @@ def test_help_lists_every_command(capsys):
 @pytest.mark.parametrize("native", [False, True])
 def test_bf16_without_native_kernels_warns_once(trained, tmp_path, capsys, monkeypatch,
                                                 native):
-    """A CPU without native bf16 runs bf16 10-20x slower: train and eval say so, in one line."""
+    """A CPU without native bf16 runs bf16 6-9x slower: train and eval say so, in one line."""
     import shutil
 
     from maevae import device

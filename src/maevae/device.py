@@ -100,7 +100,9 @@ def slow_bf16(device: torch.device | str) -> str | None:
 
     On a CPU without AVX-512 (AVX2 only) oneDNN has no bf16 convolution or matmul, and
     PyTorch falls back to reference loops: measured on an AVX2-only AMD EPYC, a bf16 1×1
-    convolution runs 15× slower than in fp32 and a bf16 matmul 16-20× (BENCHMARKS.md).
+    convolution runs 15× slower than in fp32, a bf16 matmul 15-20×, and the paper's model
+    (whose prior and output head stay fp32) trains 8.5× and evaluates 6.3× slower
+    (BENCHMARKS.md).
     A CUDA GPU before Ampere (compute capability < 8.0) emulates bf16.
     """
     device = torch.device(device)
@@ -108,7 +110,7 @@ def slow_bf16(device: torch.device | str) -> str | None:
         if _cpu_has_native_bf16():
             return None
         return (f"this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native bf16 "
-                "kernels (oneDNN's need AVX-512 or AMX), so bf16 runs 10-20x slower than fp32")
+                "kernels (oneDNN's need AVX-512 or AMX), so bf16 runs 6-9x slower than fp32")
     if device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
         major, minor = torch.cuda.get_device_capability(device)
         return (f"this GPU ({torch.cuda.get_device_name(device)}, compute capability "
