@@ -38,3 +38,38 @@ def test_digits_seeded():
         load_dataset("digits", n_val=1500)
     with pytest.raises(DataError, match="allowed: mae"):
         load_dataset("digits", split="iwae")
+
+
+def test_digits_read_without_scikit_learn_equal_load_digits(monkeypatch):
+    """The start-up shortcut (reading scikit-learn's digits.csv.gz without importing it) gives
+    exactly load_digits()'s images and targets, and the fallback gives the same arrays."""
+    from maevae.data import digits
+
+    ref = load_digits()
+    images, target = digits._bundled_digits()
+    np.testing.assert_array_equal(images, ref.images)
+    np.testing.assert_array_equal(target, ref.target)
+    fast = digits.load_digits_arrays()
+    monkeypatch.setattr(digits, "_bundled_digits", lambda: None)
+    slow = digits.load_digits_arrays()
+    for a, b in zip(fast, slow):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("content", [b"not gzip", "1,2,3\n", "\n".join(["17," * 64 + "1"] * 1797)])
+def test_an_unexpected_digits_file_falls_back_to_load_digits(tmp_path, monkeypatch, content):
+    import gzip
+    import types
+
+    from maevae.data import digits
+
+    data = tmp_path / "sklearn" / "datasets" / "data"
+    data.mkdir(parents=True)
+    raw = content if isinstance(content, bytes) else gzip.compress(content.encode())
+    (data / "digits.csv.gz").write_bytes(raw)
+    spec = types.SimpleNamespace(submodule_search_locations=[str(tmp_path / "sklearn")])
+    monkeypatch.setattr(digits.importlib.util, "find_spec", lambda name: spec)
+    assert digits._bundled_digits() is None  # then load_digits_arrays() asks scikit-learn
+    monkeypatch.setattr(digits.importlib.util, "find_spec", lambda name: None)
+    assert digits._bundled_digits() is None
