@@ -219,7 +219,13 @@ def test_twenty_random_signals_then_resume_is_bit_identical(tmp_path, reference,
 # ------------------------------------------------------------------ in-process, no subprocess
 @pytest.fixture
 def restore_handlers():
+    """Python's own handlers for the test, the saved ones after it. A shell that starts
+    pytest in the background (``cmd &``, ``nohup``) sets SIGINT to SIG_IGN, which maevae
+    keeps ignored by design (``signals.installed``), so these tests start from the handlers
+    an interactive run has."""
     saved = {s: signal.getsignal(s) for s in (INT, TERM)}
+    signal.signal(INT, signal.default_int_handler)
+    signal.signal(TERM, signal.SIG_DFL)
     yield
     for s, h in saved.items():
         signal.signal(s, h)
