@@ -137,3 +137,21 @@ def test_switch_validation_and_restore():
     with pytest.raises(ValueError):
         causal.causal_conv2d(torch.randn(1, 1, 4, 4), torch.randn(1, 1, 4, 4), None, "A")
     assert causal.useful_taps(7, "B") == 25 and causal.useful_taps(3, "A") == 4
+
+
+@pytest.mark.parametrize("capability", ["AVX2", "AVX512"])
+def test_no_grad_strategy_by_cpu_capability(monkeypatch, capability):
+    """Without gradients 7×7 kernels use ``rows`` on AVX2-only CPUs and ``crop`` elsewhere
+    (BENCHMARKS.md, 2026-12-03); smaller kernels use ``crop``; the result is the reference's."""
+    monkeypatch.setattr(causal, "_CPU_CAPABILITY", capability)
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 9, 9)
+    w7, w5 = torch.randn(4, 4, 7, 7), torch.randn(4, 4, 5, 5)
+    with torch.no_grad():
+        assert causal.choose_strategy(x, w7) == ("rows" if capability == "AVX2" else "crop")
+        assert causal.choose_strategy(x, w5) == "crop"
+        w = w7 * conv_mask(4, 4, 7, "B")
+        _close(causal.causal_conv2d(x, w, None, "B", strategy="auto", premasked=True),
+               F.conv2d(x, w, None, 1, 3))
+    x.requires_grad_(True)
+    assert causal.choose_strategy(x, w7) == "rows"  # training: rows for k >= 5 everywhere

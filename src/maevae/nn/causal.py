@@ -219,15 +219,23 @@ def _window_mask(k: int, mask_type: str, order: str, like: torch.Tensor) -> torc
     return _MASKS[key]
 
 
+# The CPU's vector ISA as PyTorch dispatches it ("AVX512", "AVX2", "DEFAULT", ...), read once.
+_CPU_CAPABILITY: str = torch.backends.cpu.get_cpu_capability()
+
+
 def choose_strategy(x: torch.Tensor, weight: torch.Tensor) -> str:
-    """The decomposition measured fastest on this project's CPU (see BENCHMARKS.md).
+    """The decomposition measured fastest on this project's CPUs (see BENCHMARKS.md).
 
     Returns ``"masked"`` where the dense reference is as fast (bf16 training of 3×3
     kernels: the extra pad/slice costs more than the multiplies it saves).
     """
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
     if not needs_grad:
-        return "crop"  # no input copy; 11% more output rows (k = 7) but one conv call
+        # crop: no input copy, one conv call, but 11% more output rows at k = 7. On AVX2-only
+        # CPUs the 7×7 kernel's extra rows cost more than rows' input pad (16% per layer)
+        if x.device.type == "cpu" and _CPU_CAPABILITY == "AVX2" and weight.shape[-1] >= 7:
+            return "rows"
+        return "crop"
     if x.device.type != "cpu":
         return "rows"
     bf16 = x.dtype == torch.bfloat16 or (torch.is_autocast_enabled("cpu")
