@@ -39,6 +39,9 @@ Variants (``--variants``, comma-separated):
   compiled_frozen   compiled with Inductor freezing (``options={"freezing": True}``:
               weights constant-folded into the inference graphs; IS pass only, the
               training step uses the plain compiled core)
+  fast_crop / compiled_crop   fast / compiled with every masked conv without gradients
+              as ``crop`` (the choice on every CPU before 2026-12-03; AVX2-only CPUs now
+              run 7×7 kernels as ``rows``): the same-run "before" of that change
 
 ``--no-train`` times only the IS pass (compiled variants then compile only the inference
 graphs). The ``%limit`` column is the fraction of the same run's limit: training img/s ÷
@@ -98,6 +101,7 @@ class Variant:
     fused_adam: bool = True
     share_image: bool | str = "auto"  # PixelCNNDecoder.share_image
     freeze: bool = False  # Inductor freezing of the compiled core's inference graphs
+    no_grad_strategy: str | None = None  # overrides causal.choose_strategy without gradients
 
 
 VARIANTS = {
@@ -111,6 +115,8 @@ VARIANTS = {
     "compiled": Variant("compiled", compile=True),
     "compiled_noshare": Variant("compiled_noshare", compile=True, share_image=False),
     "compiled_frozen": Variant("compiled_frozen", compile=True, freeze=True),
+    "fast_crop": Variant("fast_crop", no_grad_strategy="crop"),
+    "compiled_crop": Variant("compiled_crop", compile=True, no_grad_strategy="crop"),
 }
 
 
@@ -202,8 +208,27 @@ def make_model(decoder: str, device: torch.device, seed: int, init_batch: int = 
 
 
 @contextlib.contextmanager
+def _no_grad_strategy(name: str | None):
+    """Make ``causal.choose_strategy`` answer ``name`` for calls without gradients."""
+    if name is None:
+        yield
+        return
+    chosen = causal.choose_strategy
+
+    def choose(x, weight):
+        return name if not torch.is_grad_enabled() else chosen(x, weight)
+
+    causal.choose_strategy = choose
+    try:
+        yield
+    finally:
+        causal.choose_strategy = chosen
+
+
+@contextlib.contextmanager
 def variant_settings(v: Variant):
-    with causal.use_config(impl=v.impl, channels_last=v.channels_last):
+    with causal.use_config(impl=v.impl, channels_last=v.channels_last), \
+            _no_grad_strategy(v.no_grad_strategy):
         yield
 
 
