@@ -130,8 +130,8 @@ seeds: [1, 2]
 variants:
   V: {preset: tiny/test, set: {objective.eta: 0.0, objective.gamma: 0.0}}
   M: {preset: tiny/test}
-grid:  # one value: the table keeps its grid column; 4 runs keep the test under a minute
-  model.encoder.latent_dim: [2]
+grid:
+  model.encoder.latent_dim: [2, 3]
 eval: {nll_samples: 4, probes: true, probe_runs: 1, labels: "100,all"}
 """
 _STEPS = 40
@@ -182,7 +182,7 @@ def test_a_killed_sweep_resumes_and_runs_every_run_once(tmp_path):
     again = subprocess.run(_sweep(path, out), capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     spec = load_sweep(path, sets=[f"train.max_steps={_STEPS}"])
-    assert len(spec.runs) == 4
+    assert len(spec.runs) == 8
     for run in spec.runs:
         d = out / run.run_id
         log = (out / "logs" / f"{run.run_id}.log").read_text()
@@ -205,7 +205,7 @@ def test_a_killed_sweep_resumes_and_runs_every_run_once(tmp_path):
     # the table holds each row's mean / sample std over its runs' own eval.json
     rows = {(r["variant"], r["model.encoder.latent_dim"]): r
             for r in csv.DictReader((out / "results.csv").open())}
-    assert len(rows) == 2
+    assert len(rows) == 4
     for (variant, dim), row in rows.items():
         evs = [read_results(out / r.run_id / "eval.json") for r in spec.runs
                if r.variant == variant and str(dict(r.point)["model.encoder.latent_dim"]) == dim]
