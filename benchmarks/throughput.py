@@ -101,7 +101,7 @@ class Variant:
     fused_adam: bool = True
     share_image: bool | str = "auto"  # PixelCNNDecoder.share_image
     freeze: bool = False  # Inductor freezing of the compiled core's inference graphs
-    no_grad_strategy: str | None = None  # overrides causal.choose_strategy without gradients
+    no_grad_strategy: str | None = None  # overrides causal.no_grad_strategy
 
 
 VARIANTS = {
@@ -209,20 +209,16 @@ def make_model(decoder: str, device: torch.device, seed: int, init_batch: int = 
 
 @contextlib.contextmanager
 def _no_grad_strategy(name: str | None):
-    """Make ``causal.choose_strategy`` answer ``name`` for calls without gradients."""
+    """Make ``causal.no_grad_strategy`` (the choice without gradients) answer ``name``."""
     if name is None:
         yield
         return
-    chosen = causal.choose_strategy
-
-    def choose(x, weight):
-        return name if not torch.is_grad_enabled() else chosen(x, weight)
-
-    causal.choose_strategy = choose
+    chosen = causal.no_grad_strategy
+    causal.no_grad_strategy = lambda x, weight: name
     try:
         yield
     finally:
-        causal.choose_strategy = chosen
+        causal.no_grad_strategy = chosen
 
 
 @contextlib.contextmanager

@@ -55,6 +55,7 @@ __all__ = [
     "Strategy",
     "causal_conv2d",
     "choose_strategy",
+    "no_grad_strategy",
     "configure",
     "get_config",
     "get_impl",
@@ -223,6 +224,17 @@ def _window_mask(k: int, mask_type: str, order: str, like: torch.Tensor) -> torc
 _CPU_CAPABILITY: str = torch.backends.cpu.get_cpu_capability()
 
 
+def no_grad_strategy(x: torch.Tensor, weight: torch.Tensor) -> str:
+    """:func:`choose_strategy`'s answer where no gradient is needed (evaluation, sampling).
+
+    crop: no input copy, one conv call, but 11% more output rows at k = 7. On AVX2-only CPUs
+    the 7×7 kernel's extra rows cost more than rows' input pad (16% per layer).
+    """
+    if x.device.type == "cpu" and _CPU_CAPABILITY == "AVX2" and weight.shape[-1] >= 7:
+        return "rows"
+    return "crop"
+
+
 def choose_strategy(x: torch.Tensor, weight: torch.Tensor) -> str:
     """The decomposition measured fastest on this project's CPUs (see BENCHMARKS.md).
 
@@ -231,11 +243,7 @@ def choose_strategy(x: torch.Tensor, weight: torch.Tensor) -> str:
     """
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
     if not needs_grad:
-        # crop: no input copy, one conv call, but 11% more output rows at k = 7. On AVX2-only
-        # CPUs the 7×7 kernel's extra rows cost more than rows' input pad (16% per layer)
-        if x.device.type == "cpu" and _CPU_CAPABILITY == "AVX2" and weight.shape[-1] >= 7:
-            return "rows"
-        return "crop"
+        return no_grad_strategy(x, weight)
     if x.device.type != "cpu":
         return "rows"
     bf16 = x.dtype == torch.bfloat16 or (torch.is_autocast_enabled("cpu")
