@@ -1,0 +1,149 @@
+"""The oneDNN Graph fuser (TorchScript's ``torch.jit.enable_onednn_fusion``) on the decoder core.
+
+    python benchmarks/onednn_graph.py [--dtype fp32|bf16|both] [--chunk 128] [--rounds 5]
+                                      [--threads N] [--seed 0]
+
+oneDNN Graph fuses a convolution with the ELU after it, and a convolution with a residual
+add and the ELU after that, which ``torch.compile`` (Inductor) cannot: on CPU it calls
+oneDNN's convolution and runs the ELU / add as a separate fused loop, one more read and write
+of every convolution output. This script measures whether that fusion would help the IS pass.
+
+On the paper's binary-MNIST model (small decoder, DDI, weight norm folded; the model of
+``throughput.py``) it runs the PixelCNN core on one IS chunk (``--chunk`` samples of one
+image with their z feature maps, channels-last) three ways, interleaved round by round:
+``eager``, ``compiled`` (``torch.compile`` of the core, the product's compiled path) and
+``onednn_graph`` (traced, frozen, the fuser on), and prints for each dtype the median time
+per pass, the rate in samples/s and the largest |difference| from ``eager``.
+
+It also checks a seven-convolution repro of plain ``nn.Conv2d`` layers: one ELU'd tensor
+feeding two residual bottlenecks ``ELU(x + conv(ELU(conv(ELU(conv(x))))))``, the pattern of
+the PixelCNN's skip blocks. Its ``repro`` line gives the largest |difference| from eager of
+the fused graph's third call: a difference far above rounding is a wrong result of the fuser
+itself, not of maevae.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import sys
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from maevae import device as prec  # noqa: E402
+from maevae.nn import weightnorm as wn  # noqa: E402
+from throughput import _timed, dtypes_to_run, machine_info, make_model  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dtype", choices=["fp32", "bf16", "both"], default="both")
+    p.add_argument("--chunk", type=int, default=128, help="samples per pass (eval.nll_chunk)")
+    p.add_argument("--rounds", type=int, default=5, help="timed rounds (after two warm-ups)")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+class _Bottleneck(nn.Module):
+    """``ELU(x + 1x1(ELU(3x3(ELU(1x1(x))))))`` with plain convolutions; [N, C, H, W] kept."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.reduce = nn.Conv2d(c, c // 2, 1)
+        self.mid = nn.Conv2d(c // 2, c // 2, 3, padding=1)
+        self.expand = nn.Conv2d(c // 2, c, 1)
+
+    def forward(self, x):
+        return F.elu(x + self.expand(F.elu(self.mid(F.elu(self.reduce(x))))))
+
+
+class _TwoConsumers(nn.Module):
+    """One ELU'd tensor read by two residual bottlenecks (as a PixelCNN skip block reads a
+    layer that the next block reads too); [N, 3, H, W] -> [N, C, H, W]."""
+
+    def __init__(self, c: int = 16):
+        super().__init__()
+        self.first = nn.Conv2d(3, c, 3, padding=1)
+        self.a, self.b = _Bottleneck(c), _Bottleneck(c)
+
+    def forward(self, x):
+        h = F.elu(self.first(x))
+        return self.a(h) + self.b(h)
+
+
+def fused(module: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
+    """``module`` traced and frozen for the oneDNN Graph fuser (turned on for the process)."""
+    torch.jit.enable_onednn_fusion(True)
+    return torch.jit.freeze(torch.jit.trace(module, example, check_trace=False))
+
+
+def repro_difference(seed: int) -> float:
+    """Largest |fused - eager| of :class:`_TwoConsumers` at the fused graph's third call (the
+    first call profiles, the second compiles the fused partitions)."""
+    torch.manual_seed(seed)
+    m = _TwoConsumers().eval()
+    x = torch.randn(4, 3, 12, 12)
+    with torch.no_grad():
+        ref = m(x)
+        f = fused(m, x)
+        for _ in range(2):
+            f(x)
+        return (f(x) - ref).abs().max().item()
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    prec.set_malloc_policy("bounded")
+    device = torch.device("cpu")
+    model, x = make_model("small", device, args.seed)
+    model.eval()
+    wn.fold_for_eval(model)
+    dec = model.decoder
+    g = torch.Generator().manual_seed(args.seed + 1)
+    z = torch.randn(args.chunk, dec.z_linear.in_features, generator=g)
+    out: dict = {"machine": machine_info(device), "args": vars(args), "runs": {}}
+    info = out["machine"]
+    print(f"# oneDNN Graph vs torch.compile on the PixelCNN core  {info['date']}  {info['cpu']} "
+          f"({info['cpu_cores']} cores), torch {info['torch']}, {info['threads']} threads; "
+          f"one pass = {args.chunk} samples of one image")
+    print(f"repro (two bottlenecks reading one tensor): max |fused - eager| = "
+          f"{repro_difference(args.seed):.3g} (fp32; rounding is ~1e-6)")
+    print(f"{'dtype':5s} {'variant':13s} {'ms/pass':>8s} {'samples/s':>10s} {'max|diff|':>10s}")
+    for d in dtypes_to_run(args.dtype, device):
+        with torch.no_grad(), prec.autocast(device, d):
+            inp = torch.cat([x[:1].expand(args.chunk, -1, -1, -1), dec.z_features(z)], 1)
+            inp = inp.contiguous(memory_format=torch.channels_last)  # [S, 1+4, 28, 28]
+            compiled = copy.deepcopy(dec.core)
+            compiled.compile()
+            graph = fused(dec.core, inp)
+            fns = {"eager": dec.core, "compiled": compiled, "onednn_graph": graph}
+            ref = dec.core(inp).float()
+            diffs, times = {}, {n: [] for n in fns}
+            for r in range(args.rounds + 2):
+                for name, fn in fns.items():
+                    t, _ = _timed(lambda fn=fn, inp=inp: fn(inp), device)
+                    if r >= 2:
+                        times[name].append(t)
+            for name, fn in fns.items():
+                diffs[name] = (fn(inp).float() - ref).abs().max().item()
+        out["runs"][d] = {}
+        for name in fns:
+            t = statistics.median(times[name])
+            out["runs"][d][name] = {"s_per_pass": t, "samples_per_s": args.chunk / t,
+                                    "max_abs_diff": diffs[name]}
+            print(f"{d:5s} {name:13s} {1e3 * t:8.1f} {args.chunk / t:10.1f} "
+                  f"{diffs[name]:10.3g}")
+    return out
+
+
+if __name__ == "__main__":
+    main()
