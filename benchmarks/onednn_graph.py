@@ -100,6 +100,9 @@ def repro_difference(seed: int) -> float:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if not (hasattr(torch.jit, "enable_onednn_fusion") and torch.backends.mkldnn.is_available()):
+        sys.exit(f"onednn_graph.py: this PyTorch ({torch.__version__}) has no oneDNN Graph fuser "
+                 "(torch.jit.enable_onednn_fusion with a oneDNN build); nothing to measure")
     if args.threads:
         torch.set_num_threads(args.threads)
     prec.set_malloc_policy("bounded")
