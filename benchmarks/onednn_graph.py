@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from maevae import device as prec  # noqa: E402
 from maevae.nn import weightnorm as wn  # noqa: E402
-from throughput import _timed, dtypes_to_run, machine_info, make_model  # noqa: E402
+from throughput import _timed, cpu_eval_model, dtypes_to_run, machine_info  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -103,12 +103,7 @@ def main(argv=None) -> dict:
     if not (hasattr(torch.jit, "enable_onednn_fusion") and torch.backends.mkldnn.is_available()):
         sys.exit(f"onednn_graph.py: this PyTorch ({torch.__version__}) has no oneDNN Graph fuser "
                  "(torch.jit.enable_onednn_fusion with a oneDNN build); nothing to measure")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    prec.set_malloc_policy("bounded")
-    device = torch.device("cpu")
-    model, x = make_model("small", device, args.seed)
-    model.eval()
+    model, x, device = cpu_eval_model(args.seed, args.threads)
     wn.fold_for_eval(model)
     dec = model.decoder
     g = torch.Generator().manual_seed(args.seed + 1)

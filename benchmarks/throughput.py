@@ -207,6 +207,18 @@ def make_model(decoder: str, device: torch.device, seed: int, init_batch: int = 
     return model, x
 
 
+def cpu_eval_model(seed: int, threads: int = 0):
+    """The small-decoder model of :func:`make_model` in eval mode on the CPU, with the
+    product's allocator policy (``bounded``) and ``threads`` threads (0: PyTorch's default);
+    returns (model, its random binary batch, the device)."""
+    if threads:
+        torch.set_num_threads(threads)
+    prec.set_malloc_policy("bounded")
+    device = torch.device("cpu")
+    model, x = make_model("small", device, seed)
+    return model.eval(), x, device
+
+
 @contextlib.contextmanager
 def _no_grad_strategy(name: str | None):
     """Make ``causal.no_grad_strategy`` (the choice without gradients) answer ``name``."""

@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from maevae import device as prec  # noqa: E402
 from maevae.inference.likelihood import importance_sampled_nll  # noqa: E402
 from maevae.statistics import batch_statistics  # noqa: E402
-from throughput import _timed, dtypes_to_run, make_model, matmul_peaks  # noqa: E402
+from throughput import _timed, cpu_eval_model, dtypes_to_run, matmul_peaks  # noqa: E402
 
 USEFUL_GFLOP_PER_SAMPLE = 0.368  # small decoder, IS pass (throughput.py's FLOP count)
 
@@ -56,12 +56,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    prec.set_malloc_policy("bounded")
-    device = torch.device("cpu")
-    model, _ = make_model("small", device, args.seed)
-    model.eval()
+    model, _, device = cpu_eval_model(args.seed, args.threads)
     g = torch.Generator().manual_seed(args.seed + 1)
     x = (torch.rand(args.images, 1, 28, 28, generator=g) < 0.5).float()
     if args.compile:
