@@ -178,7 +178,9 @@ FAST_SETS = _sets(max_epochs=1, checkpoint_every=3, max_steps=60)
 
 
 def test_sigterm_sigint_and_bursts_then_resume_is_bit_identical(tmp_path, reference):
-    """2 moments each of SIGTERM, SIGINT and two signals 30 ms apart, in one run."""
+    """Six moments in one run: SIGTERM alone during a checkpoint write and after one, SIGINT
+    alone after one, and bursts of two 30 ms apart (TERM + TERM after a write, INT + TERM and
+    INT + INT during one); the slow tests below send 20 random ones of each kind."""
     plan = [("write", (TERM,)), ("after", (INT,)), ("after", (TERM, TERM)),
             ("write", (INT, TERM)), ("after", (TERM,)), ("write", (INT, INT))]
     run, rep = run_with_signals(tmp_path, plan, seed=12, sets=FAST_SETS, max_k=2)
