@@ -28,6 +28,7 @@ LAYERS: list[set[str]] = [
     {"safe_yaml", "signals"},
     {"data"},
     {"config"},
+    {"compile_backend"},
     {"device", "kl_schedule"},
     {"nn"},
     {"distributions"},

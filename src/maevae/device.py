@@ -30,6 +30,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from maevae.compile_backend import INDUCTOR
 from maevae.errors import ConfigError, MaevaeError
 
 __all__ = [
@@ -170,11 +171,15 @@ def compile_decoder(model: nn.Module, **compile_kwargs) -> nn.Module:
 
     Compiling takes about 0.5-2 minutes on the 2-core CPU (cached on disk by Inductor
     afterwards) and then saves ~20% of a training step and ~40-50% of an IS-likelihood
-    pass (BENCHMARKS.md). Returns the model. State-dict keys do not change.
+    pass (BENCHMARKS.md). The backend is :data:`maevae.compile_backend.INDUCTOR` (Inductor,
+    with a cheaper exp in bf16 CPU graphs) unless ``compile_kwargs`` name a backend or
+    Inductor options. Returns the model. State-dict keys do not change.
     """
     decoder = getattr(model, "decoder", model)
     core = getattr(decoder, "core", None)
     if core is not None:
+        if "backend" not in compile_kwargs and "options" not in compile_kwargs:
+            compile_kwargs = {**compile_kwargs, "backend": INDUCTOR}
         core.compile(**compile_kwargs)
     return model
 
