@@ -11,7 +11,8 @@ of every convolution output. This script measures whether that fusion would help
 On the paper's binary-MNIST model (small decoder, DDI, weight norm folded; the model of
 ``throughput.py``) it runs the PixelCNN core on one IS chunk (``--chunk`` samples of one
 image with their z feature maps, channels-last) three ways, interleaved round by round:
-``eager``, ``compiled`` (``torch.compile`` of the core, the product's compiled path) and
+``eager``, ``compiled`` (``torch.compile`` of the core, plain Inductor: the product's fp32
+path; its bf16 one adds ``exp_u20``, ``inductor_options.py``) and
 ``onednn_graph`` (traced, frozen, the fuser on), and prints for each dtype the median time
 per pass, the rate in samples/s and the largest |difference| from ``eager``. A fourth,
 ``onednn_graph_clone``, gives each skip block its own copy of its input, which works around
@@ -29,7 +30,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import statistics
 import sys
 
 import torch
@@ -40,7 +40,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from maevae import device as prec  # noqa: E402
 from maevae.nn import weightnorm as wn  # noqa: E402
-from throughput import _timed, cpu_eval_model, dtypes_to_run, machine_info  # noqa: E402
+from throughput import (  # noqa: E402  (a sibling script)
+    core_chunk_input,
+    cpu_eval_model,
+    dtypes_to_run,
+    interleaved_medians,
+    machine_info,
+)
 
 
 def parse_args(argv=None):
@@ -126,8 +132,6 @@ def main(argv=None) -> dict:
     model, x, device = cpu_eval_model(args.seed, args.threads)
     wn.fold_for_eval(model)
     dec = model.decoder
-    g = torch.Generator().manual_seed(args.seed + 1)
-    z = torch.randn(args.chunk, dec.z_linear.in_features, generator=g)
     out: dict = {"machine": machine_info(device), "args": vars(args), "runs": {}}
     info = out["machine"]
     print(f"# oneDNN Graph vs torch.compile on the PixelCNN core  {info['date']}  {info['cpu']} "
@@ -138,25 +142,19 @@ def main(argv=None) -> dict:
     print(f"{'dtype':5s} {'variant':18s} {'ms/pass':>8s} {'samples/s':>10s} {'max|diff|':>10s}")
     for d in dtypes_to_run(args.dtype, device):
         with torch.no_grad(), prec.autocast(device, d):
-            inp = torch.cat([x[:1].expand(args.chunk, -1, -1, -1), dec.z_features(z)], 1)
-            inp = inp.contiguous(memory_format=torch.channels_last)  # [S, 1+4, 28, 28]
+            inp = core_chunk_input(model, x, args.chunk, args.seed + 1)
             compiled = copy.deepcopy(dec.core)
             compiled.compile()
             fns = {"eager": dec.core, "compiled": compiled,
                    "onednn_graph": fused(dec.core, inp),
                    "onednn_graph_clone": fused(with_own_skip_inputs(dec.core), inp)}
             ref = dec.core(inp).float()
-            diffs, times = {}, {n: [] for n in fns}
-            for r in range(args.rounds + 2):
-                for name, fn in fns.items():
-                    t, _ = _timed(lambda fn=fn, inp=inp: fn(inp), device)
-                    if r >= 2:
-                        times[name].append(t)
-            for name, fn in fns.items():
-                diffs[name] = (fn(inp).float() - ref).abs().max().item()
+            medians = interleaved_medians(fns, inp, args.rounds, device)
+            diffs = {name: (fn(inp).float() - ref).abs().max().item()
+                     for name, fn in fns.items()}
         out["runs"][d] = {}
         for name in fns:
-            t = statistics.median(times[name])
+            t = medians[name]
             out["runs"][d][name] = {"s_per_pass": t, "samples_per_s": args.chunk / t,
                                     "max_abs_diff": diffs[name]}
             print(f"{d:5s} {name:18s} {1e3 * t:8.1f} {args.chunk / t:10.1f} "

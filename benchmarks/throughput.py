@@ -34,11 +34,14 @@ Variants (``--variants``, comma-separated):
   fast_nofold fast without folding
   fast_share  fast, with the decoder's first layer's image part once per image
               (``PixelCNNDecoder.share_image = True``; eager default "auto" does not share)
-  compiled    fast + torch.compile of the PixelCNN core (``--compile`` adds it)
+  compiled    fast + torch.compile of the PixelCNN core as the product compiles it
+              (``maevae.compile_backend.INDUCTOR``; ``--compile`` adds it)
+  compiled_sleef  compiled with plain ``backend="inductor"``: Sleef's exp in bf16 graphs
+              too (the product's backend writes exp_u20 there), the same-run "before"
   compiled_noshare  compiled with ``share_image = False`` (compiled default "auto" shares)
   compiled_frozen   compiled with Inductor freezing (``options={"freezing": True}``:
-              weights constant-folded into the inference graphs; IS pass only, the
-              training step uses the plain compiled core)
+              weights constant-folded into the inference graphs, Sleef exp; IS pass
+              only, the training step uses the product's compiled core)
   fast_crop / compiled_crop   fast / compiled with every masked conv without gradients
               as ``crop`` (the choice on every CPU before 2026-12-03; AVX2-only CPUs now
               run 7×7 kernels as ``rows``): the same-run "before" of that change
@@ -70,6 +73,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from maevae import device as prec
+from maevae.compile_backend import INDUCTOR
 from maevae.config import ObjectiveConfig, RunConfig
 from maevae.inference.likelihood import importance_sampled_nll
 from maevae.models.build import build_model
@@ -101,6 +105,7 @@ class Variant:
     fused_adam: bool = True
     share_image: bool | str = "auto"  # PixelCNNDecoder.share_image
     freeze: bool = False  # Inductor freezing of the compiled core's inference graphs
+    sleef_exp: bool = False  # plain backend="inductor" (Sleef exp), not the product's backend
     no_grad_strategy: str | None = None  # overrides causal.no_grad_strategy
 
 
@@ -115,6 +120,7 @@ VARIANTS = {
     "compiled": Variant("compiled", compile=True),
     "compiled_noshare": Variant("compiled_noshare", compile=True, share_image=False),
     "compiled_frozen": Variant("compiled_frozen", compile=True, freeze=True),
+    "compiled_sleef": Variant("compiled_sleef", compile=True, sleef_exp=True),
     "fast_crop": Variant("fast_crop", no_grad_strategy="crop"),
     "compiled_crop": Variant("compiled_crop", compile=True, no_grad_strategy="crop"),
 }
@@ -219,6 +225,30 @@ def cpu_eval_model(seed: int, threads: int = 0):
     return model.eval(), x, device
 
 
+def core_chunk_input(model, x: torch.Tensor, chunk: int, seed: int) -> torch.Tensor:
+    """The PixelCNN core's input for one IS chunk: the first image of ``x`` repeated
+    ``chunk`` times beside the z feature maps of ``chunk`` normal z (seeded), channels-last,
+    in the dtype of the autocast around the call; [chunk, 1 + z_maps, H, W]."""
+    dec = model.decoder
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(chunk, dec.z_linear.in_features, generator=g).to(x.device)
+    inp = torch.cat([x[:1].expand(chunk, -1, -1, -1), dec.z_features(z)], 1)
+    return inp.contiguous(memory_format=torch.channels_last)  # [S, 1+4, 28, 28]
+
+
+def interleaved_medians(fns: dict, inp: torch.Tensor, rounds: int, device: torch.device,
+                        warmup: int = 2) -> dict[str, float]:
+    """Median wall seconds of ``fn(inp)`` for each of ``fns``, timed round by round (every
+    function once per round, in order) after ``warmup`` untimed rounds."""
+    times: dict[str, list[float]] = {n: [] for n in fns}
+    for r in range(rounds + warmup):
+        for name, fn in fns.items():
+            t, _ = _timed(lambda fn=fn: fn(inp), device)
+            if r >= warmup:
+                times[name].append(t)
+    return {n: statistics.median(ts) for n, ts in times.items()}
+
+
 @contextlib.contextmanager
 def _no_grad_strategy(name: str | None):
     """Make ``causal.no_grad_strategy`` (the choice without gradients) answer ``name``."""
@@ -231,6 +261,14 @@ def _no_grad_strategy(name: str | None):
         yield
     finally:
         causal.no_grad_strategy = chosen
+
+
+def compiled_core(core: torch.nn.Module, freeze: bool, sleef_exp: bool) -> torch.nn.Module:
+    """``core`` compiled as the product compiles it (``maevae.device.compile_decoder``'s
+    backend), or with ``backend="inductor"`` (``sleef_exp``), or with Inductor freezing."""
+    if freeze:
+        return torch.compile(core, options={"freezing": True})
+    return torch.compile(core) if sleef_exp else torch.compile(core, backend=INDUCTOR)
 
 
 @contextlib.contextmanager
@@ -418,7 +456,7 @@ def bench_one(args, decoder: str, dtype: str, variants: list[Variant], device,
                 v.copy_(v0)
 
     eager_core = model.decoder.core
-    compiled_cores: dict[bool, torch.nn.Module] = {}  # freezing -> compiled core
+    compiled_cores: dict[tuple, torch.nn.Module] = {}  # (freezing, sleef) -> compiled core
     out: dict = {"decoder": decoder, "dtype": dtype, "variants": {}}
 
     # FLOPs (masked reference): one training step, and one IS pass of K samples
@@ -433,11 +471,10 @@ def bench_one(args, decoder: str, dtype: str, variants: list[Variant], device,
     def use(v: Variant, what: str = "is"):
         trainer.use_fused(v.fused_adam)
         model.decoder.share_image = v.share_image
-        freeze = v.freeze and what == "is"
-        if v.compile and freeze not in compiled_cores:
-            compiled_cores[freeze] = torch.compile(
-                eager_core, options={"freezing": True} if freeze else None)
-        model.decoder.core = compiled_cores[freeze] if v.compile else eager_core
+        key = (v.freeze and what == "is", v.sleef_exp)
+        if v.compile and key not in compiled_cores:
+            compiled_cores[key] = compiled_core(eager_core, *key)
+        model.decoder.core = compiled_cores[key] if v.compile else eager_core
 
     # compile warm-ups (timed: compile time counts against short runs)
     for v in variants:
