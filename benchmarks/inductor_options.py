@@ -41,13 +41,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from maevae import device as prec  # noqa: E402
 from maevae.compile_backend import fast_exp_codegen  # noqa: E402
-from maevae.nn import weightnorm as wn  # noqa: E402
 from throughput import (  # noqa: E402  (a sibling script)
+    add_core_pass_args,
     core_chunk_input,
-    cpu_eval_model,
+    core_pass_setup,
     dtypes_to_run,
     interleaved_medians,
-    machine_info,
     raise_recompile_limit,
 )
 
@@ -65,13 +64,9 @@ OPTIONS = {
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dtype", choices=["fp32", "bf16", "both"], default="both")
-    p.add_argument("--chunk", type=int, default=128, help="samples per pass (eval.nll_chunk)")
-    p.add_argument("--rounds", type=int, default=9, help="timed rounds (after two warm-ups)")
+    add_core_pass_args(p, rounds=9)
     p.add_argument("--variants", default=",".join(OPTIONS),
                    help=f"comma-separated, of {', '.join(OPTIONS)} (eager always runs)")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     args.variants = [v for v in args.variants.split(",") if v]
     unknown = sorted(set(args.variants) - set(OPTIONS))
@@ -103,14 +98,9 @@ def compiled_variant(core: torch.nn.Module, name: str):
 def main(argv=None) -> dict:
     args = parse_args(argv)
     raise_recompile_limit()  # one graph per variant and dtype
-    model, x, device = cpu_eval_model(args.seed, args.threads)
-    wn.fold_for_eval(model)
+    model, x, device, out = core_pass_setup(
+        args, "Inductor options on the PixelCNN core (no gradients)")
     core = model.decoder.core
-    out: dict = {"machine": machine_info(device), "args": vars(args), "runs": {}}
-    info = out["machine"]
-    print(f"# Inductor options on the PixelCNN core  {info['date']}  {info['cpu']} "
-          f"({info['cpu_cores']} cores), torch {info['torch']}, {info['threads']} threads; "
-          f"one pass = {args.chunk} samples of one image, no gradients")
     print(f"{'dtype':5s} {'variant':15s} {'ms/pass':>8s} {'samples/s':>10s} "
           f"{'vs inductor':>11s} {'max|diff|':>10s}")
     for d in dtypes_to_run(args.dtype, device):

@@ -39,23 +39,18 @@ from torch import nn
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from maevae import device as prec  # noqa: E402
-from maevae.nn import weightnorm as wn  # noqa: E402
 from throughput import (  # noqa: E402  (a sibling script)
+    add_core_pass_args,
     core_chunk_input,
-    cpu_eval_model,
+    core_pass_setup,
     dtypes_to_run,
     interleaved_medians,
-    machine_info,
 )
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dtype", choices=["fp32", "bf16", "both"], default="both")
-    p.add_argument("--chunk", type=int, default=128, help="samples per pass (eval.nll_chunk)")
-    p.add_argument("--rounds", type=int, default=5, help="timed rounds (after two warm-ups)")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
+    add_core_pass_args(p, rounds=5)
     return p.parse_args(argv)
 
 
@@ -129,14 +124,9 @@ def main(argv=None) -> dict:
     if not (hasattr(torch.jit, "enable_onednn_fusion") and torch.backends.mkldnn.is_available()):
         sys.exit(f"onednn_graph.py: this PyTorch ({torch.__version__}) has no oneDNN Graph fuser "
                  "(torch.jit.enable_onednn_fusion with a oneDNN build); nothing to measure")
-    model, x, device = cpu_eval_model(args.seed, args.threads)
-    wn.fold_for_eval(model)
+    model, x, device, out = core_pass_setup(
+        args, "oneDNN Graph vs torch.compile on the PixelCNN core")
     dec = model.decoder
-    out: dict = {"machine": machine_info(device), "args": vars(args), "runs": {}}
-    info = out["machine"]
-    print(f"# oneDNN Graph vs torch.compile on the PixelCNN core  {info['date']}  {info['cpu']} "
-          f"({info['cpu_cores']} cores), torch {info['torch']}, {info['threads']} threads; "
-          f"one pass = {args.chunk} samples of one image")
     print(f"repro (two bottlenecks reading one tensor): max |fused - eager| = "
           f"{repro_difference(args.seed):.3g} (fp32; rounding is ~1e-6)")
     print(f"{'dtype':5s} {'variant':18s} {'ms/pass':>8s} {'samples/s':>10s} {'max|diff|':>10s}")

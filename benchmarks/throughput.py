@@ -236,6 +236,29 @@ def core_chunk_input(model, x: torch.Tensor, chunk: int, seed: int) -> torch.Ten
     return inp.contiguous(memory_format=torch.channels_last)  # [S, 1+4, 28, 28]
 
 
+def add_core_pass_args(p, rounds: int) -> None:
+    """The options of a script that times forms of the core on one IS chunk
+    (``onednn_graph.py``, ``inductor_options.py``): dtype, chunk, rounds, threads, seed."""
+    p.add_argument("--dtype", choices=["fp32", "bf16", "both"], default="both")
+    p.add_argument("--chunk", type=int, default=128, help="samples per pass (eval.nll_chunk)")
+    p.add_argument("--rounds", type=int, default=rounds, help="timed rounds (after two warm-ups)")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def core_pass_setup(args, title: str):
+    """For a script of :func:`add_core_pass_args`: the eval model with weight norm folded,
+    its batch, the device and the JSON skeleton; prints the header line, ``title`` first."""
+    model, x, device = cpu_eval_model(args.seed, args.threads)
+    wn.fold_for_eval(model)
+    out: dict = {"machine": machine_info(device), "args": vars(args), "runs": {}}
+    info = out["machine"]
+    print(f"# {title}  {info['date']}  {info['cpu']} ({info['cpu_cores']} cores), "
+          f"torch {info['torch']}, {info['threads']} threads; "
+          f"one pass = {args.chunk} samples of one image")
+    return model, x, device, out
+
+
 def interleaved_medians(fns: dict, inp: torch.Tensor, rounds: int, device: torch.device,
                         warmup: int = 2) -> dict[str, float]:
     """Median wall seconds of ``fn(inp)`` for each of ``fns``, timed round by round (every
