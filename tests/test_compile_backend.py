@@ -85,3 +85,13 @@ def test_fast_exp_is_wanted_only_under_a_cpu_bf16_autocast():
         assert cb.fast_exp_wanted()
     with torch.autocast("cpu", torch.float16):
         assert not cb.fast_exp_wanted()
+
+
+def test_a_failing_fast_exp_compile_falls_back_to_plain_inductor(monkeypatch):
+    """An exp method this ATen lacks fails to build: the graph compiles plainly instead."""
+    monkeypatch.setattr(cb, "FAST_EXP", "no_such_exp")
+    x = torch.linspace(-3.0, 1.0, 257).to(torch.bfloat16)
+    y, code = _elu_code(x, cb.INDUCTOR, autocast=True)
+    plain, _ = _elu_code(x, "inductor", autocast=True)
+    assert ".no_such_exp()" in code and ".exp()" in code  # tried, failed, compiled plainly
+    assert torch.equal(y, plain)
