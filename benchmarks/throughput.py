@@ -44,7 +44,10 @@ Variants (``--variants``, comma-separated):
               only, the training step uses the product's compiled core)
   fast_crop / compiled_crop   fast / compiled with every masked conv without gradients
               as ``crop`` (the choice on every CPU before 2026-12-03; AVX2-only CPUs now
-              run 7×7 kernels as ``rows``): the same-run "before" of that change
+              run 7×7 kernels as ``rows``, and the compiled core in bf16 on AMX CPUs every
+              kernel): the same-run "before" of those changes
+  fast_rows / compiled_rows   the same with every such conv as ``rows``: what that
+              choice would give on a CPU where it is not made
 
 ``--no-train`` times only the IS pass (compiled variants then compile only the inference
 graphs). The ``%limit`` column is the fraction of the same run's limit: training img/s ÷
@@ -123,6 +126,8 @@ VARIANTS = {
     "compiled_sleef": Variant("compiled_sleef", compile=True, sleef_exp=True),
     "fast_crop": Variant("fast_crop", no_grad_strategy="crop"),
     "compiled_crop": Variant("compiled_crop", compile=True, no_grad_strategy="crop"),
+    "fast_rows": Variant("fast_rows", no_grad_strategy="rows"),
+    "compiled_rows": Variant("compiled_rows", compile=True, no_grad_strategy="rows"),
 }
 
 

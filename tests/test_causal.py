@@ -155,3 +155,33 @@ def test_no_grad_strategy_by_cpu_capability(monkeypatch, capability):
                F.conv2d(x, w, None, 1, 3))
     x.requires_grad_(True)
     assert causal.choose_strategy(x, w7) == "rows"  # training: rows for k >= 5 everywhere
+
+
+@pytest.mark.parametrize("amx", [True, False])
+def test_no_grad_strategy_rows_when_compiled_in_bf16_with_amx(monkeypatch, amx):
+    """Traced by ``torch.compile`` in bf16 on a CPU with AMX, every no-grad masked conv uses
+    ``rows`` (BENCHMARKS.md, 2026-12-03 17:00); eager, fp32 or without AMX keeps ``crop``; the
+    traced result equals the masked reference at bf16 rounding."""
+    monkeypatch.setattr(causal, "_CPU_CAPABILITY", "AVX512")
+    monkeypatch.setattr(causal, "_AMX", amx)
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 9, 9)
+    w = torch.randn(4, 4, 5, 5) * conv_mask(4, 4, 5, "B")
+
+    def strategy_code(x, w):  # 1 for rows, 2 for crop, as a tensor a traced graph returns
+        return x.new_full((), 1.0 if causal.no_grad_strategy(x, w) == "rows" else 2.0)
+
+    torch._dynamo.reset()
+    traced = torch.compile(strategy_code, backend="eager", fullgraph=True)
+    with torch.no_grad():
+        assert float(traced(x, w)) == 2.0  # fp32
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert causal.no_grad_strategy(x, w) == "crop"  # eager
+            assert float(traced(x, w)) == (1.0 if amx else 2.0)
+            conv = torch.compile(lambda x, w: causal.causal_conv2d(x, w, None, "B",
+                                                                   premasked=True),
+                                 backend="eager", fullgraph=True)
+            got = conv(x, w).float()
+            want = F.conv2d(x.bfloat16(), w.bfloat16(), None, 1, 2).float()
+    torch._dynamo.reset()
+    assert torch.allclose(got, want, rtol=2e-2, atol=5e-2)
