@@ -159,6 +159,7 @@ def profile_one(model, x, dtype: str, v, what: str, k: int, chunk: int, peak: fl
             trainer.step()
 
     model.decoder.share_image = v.share_image
+    model.decoder.head_in_core = v.head_in_core
     trainer.use_fused(v.fused_adam)
     with variant_settings(v):
         try:
@@ -172,6 +173,7 @@ def profile_one(model, x, dtype: str, v, what: str, k: int, chunk: int, peak: fl
         finally:
             model.decoder.core = eager_core
             model.decoder.share_image = "auto"
+            model.decoder.head_in_core = True
     conv_s = split.get("conv", 0.0) / 1e6
     shapes = []
     if not v.compile:  # the compiled core calls the same kernels (bar bf16 on AMX)

@@ -39,6 +39,8 @@ Variants (``--variants``, comma-separated):
   compiled_sleef  compiled with plain ``backend="inductor"``: Sleef's exp in bf16 graphs
               too (the product's backend writes exp_u20 there), the same-run "before"
   compiled_noshare  compiled with ``share_image = False`` (compiled default "auto" shares)
+  compiled_headout  compiled with ``head_in_core = False``: the output head runs eagerly
+              after the compiled core (the product before 2026-12-03 17:40 UTC)
   compiled_frozen   compiled with Inductor freezing (``options={"freezing": True}``:
               weights constant-folded into the inference graphs, Sleef exp; IS pass
               only, the training step uses the product's compiled core)
@@ -107,6 +109,7 @@ class Variant:
     compile: bool = False
     fused_adam: bool = True
     share_image: bool | str = "auto"  # PixelCNNDecoder.share_image
+    head_in_core: bool = True  # PixelCNNDecoder.head_in_core
     freeze: bool = False  # Inductor freezing of the compiled core's inference graphs
     sleef_exp: bool = False  # plain backend="inductor" (Sleef exp), not the product's backend
     no_grad_strategy: str | None = None  # overrides causal.no_grad_strategy
@@ -122,6 +125,7 @@ VARIANTS = {
     "fast_share": Variant("fast_share", share_image=True),
     "compiled": Variant("compiled", compile=True),
     "compiled_noshare": Variant("compiled_noshare", compile=True, share_image=False),
+    "compiled_headout": Variant("compiled_headout", compile=True, head_in_core=False),
     "compiled_frozen": Variant("compiled_frozen", compile=True, freeze=True),
     "compiled_sleef": Variant("compiled_sleef", compile=True, sleef_exp=True),
     "fast_crop": Variant("fast_crop", no_grad_strategy="crop"),
@@ -499,6 +503,7 @@ def bench_one(args, decoder: str, dtype: str, variants: list[Variant], device,
     def use(v: Variant, what: str = "is"):
         trainer.use_fused(v.fused_adam)
         model.decoder.share_image = v.share_image
+        model.decoder.head_in_core = v.head_in_core
         key = (v.freeze and what == "is", v.sleef_exp)
         if v.compile and key not in compiled_cores:
             compiled_cores[key] = compiled_core(eager_core, *key)
@@ -543,6 +548,7 @@ def bench_one(args, decoder: str, dtype: str, variants: list[Variant], device,
                     nlls.setdefault(v.name, float(res[0].nll[0]))
     model.decoder.core = eager_core
     model.decoder.share_image = "auto"
+    model.decoder.head_in_core = True
 
     threads = torch.get_num_threads()
     ref = REFERENCE.get(decoder, {})

@@ -173,7 +173,9 @@ def compile_decoder(model: nn.Module, **compile_kwargs) -> nn.Module:
     afterwards) and then saves ~20% of a training step and ~40-50% of an IS-likelihood
     pass (BENCHMARKS.md). The backend is :data:`maevae.compile_backend.INDUCTOR` (Inductor,
     with a cheaper exp in bf16 CPU graphs) unless ``compile_kwargs`` name a backend or
-    Inductor options. Returns the model. State-dict keys do not change.
+    Inductor options. The binary PixelCNN decoder runs its output head inside the core's
+    forward (``PixelCNNDecoder.head_in_core``), so the head compiles into the core's graph.
+    Returns the model. State-dict keys do not change.
     """
     decoder = getattr(model, "decoder", model)
     core = getattr(decoder, "core", None)

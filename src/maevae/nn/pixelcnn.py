@@ -15,6 +15,8 @@ Every Block / Skip is a residual bottleneck
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -57,15 +59,22 @@ class PixelCNN(nn.Module):
         self.skips = nn.ModuleList(Bottleneck(channels, k) for k in kernels[1:n - 1]) if skips \
             else nn.ModuleList()
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None,
+                head: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         """Images x [N, C_in, H, W] -> causal features [N, C, H, W] (each pixel sees only the
-        pixels before it in raster order).
+        pixels before it in raster order), or ``head(features)`` if a head is given.
 
         With ``cond`` [S*B, C_in - m, H, W] (the unmasked channels, sample-major), x holds
         only the m masked channels [B, m, H, W] of B images shared by S samples each: the
         result is that of ``cat([x repeated S times, cond])`` without repeating x (the
         first layer's image part runs once per image, :meth:`MaskedConv2d.forward_shared`).
+        ``head`` (a per-pixel function of the features, e.g. the decoder's output layers)
+        runs inside this forward, so that a compiled core compiles it in the same graph.
         """
+        out = self._features(x, cond)
+        return out if head is None else head(out)
+
+    def _features(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         first = self.first(x) if cond is None else self.first.forward_shared(x, cond)
         layers = [F.elu(first)]
         if not len(self.skips):
