@@ -131,6 +131,21 @@ def test_bf16_decoder_head_runs_in_fp32():
     assert torch.equal(logits, ref)
 
 
+def test_full_precision_disables_an_autocast_and_is_a_no_op_outside_one():
+    """Inside a bf16 autocast the region runs in fp32; outside one it adds no autocast
+    region (a traced fp32 graph then keeps AOTAutograd's cache, BENCHMARKS.md)."""
+    x, w = torch.randn(3, 4), torch.randn(5, 4)
+    with prec.full_precision("cpu"):
+        assert torch.nn.functional.linear(x, w).dtype == torch.float32
+    assert type(prec.full_precision("cpu")).__name__ == "nullcontext"
+    with prec.autocast_context("cpu", "bf16"):
+        assert torch.nn.functional.linear(x, w).dtype == torch.bfloat16
+        with prec.full_precision("cpu"):
+            assert not torch.is_autocast_enabled("cpu")
+            assert torch.nn.functional.linear(x, w).dtype == torch.float32
+        assert torch.is_autocast_enabled("cpu")
+
+
 def test_bf16_likelihood_keeps_encoder_and_prior_in_fp32():
     from maevae.inference.likelihood import importance_sampled_batch
 

@@ -19,6 +19,7 @@ Measured numbers are in BENCHMARKS.md (``benchmarks/throughput.py``).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import importlib.util
@@ -157,8 +158,18 @@ def autocast_to(device: torch.device | str, dtype: torch.dtype | None):
 
 
 def full_precision(device: torch.device | str):
-    """A region that runs in fp32 even inside a bf16 autocast (cast inputs with at_least_fp32)."""
-    return torch.autocast(device_type=torch.device(device).type, enabled=False)
+    """A region that runs in fp32 even inside a bf16 autocast (cast inputs with at_least_fp32).
+
+    Outside an autocast it is a no-op context, so that a graph traced in fp32 holds no
+    autocast region (which makes AOTAutograd bypass its cache: seconds per process).
+    """
+    kind = torch.device(device).type
+    try:
+        if not torch.is_autocast_enabled(kind):
+            return contextlib.nullcontext()
+    except RuntimeError:  # a device type without autocast (meta): as before
+        pass
+    return torch.autocast(device_type=kind, enabled=False)
 
 
 def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
