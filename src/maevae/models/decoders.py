@@ -101,7 +101,7 @@ class PixelCNNDecoder(_BinaryDecoder):
         over the samples (equal to the repeated input xs up to rounding)."""
         if not self.shares_image():
             return self.logits(xs, z)
-        return self._core_head(x, self.z_features(z))  # [S*B, 64, H, W] -> [S*B, C, H, W]
+        return self._core_head(x, self.z_features(z))  # logits [S*B, C, H, W]
 
     def z_features(self, z: torch.Tensor) -> torch.Tensor:
         """z [N, D] -> ELU'd feature maps [N, z_maps, H, W] (computed once per sample)."""
