@@ -60,7 +60,6 @@ from throughput import (  # noqa: E402  (a sibling script)
     BATCH,
     VARIANTS,
     Trainer,
-    compiled_core,
     count_flops,
     dtypes_to_run,
     is_pass,
@@ -69,6 +68,8 @@ from throughput import (  # noqa: E402  (a sibling script)
     matmul_peaks,
     peak_matmul_n,
     raise_recompile_limit,
+    set_decoder_variant,
+    variant_core,
     variant_settings,
 )
 
@@ -142,9 +143,6 @@ def profile_one(model, x, dtype: str, v, what: str, k: int, chunk: int, peak: fl
     """One profiled pass of variant ``v``; ``compiled`` caches its compiled cores by
     (freezing, Sleef exp), ``useful_gflop`` is the pass's useful work (throughput.py's)."""
     eager_core = model.decoder.core
-    key = (v.freeze and what == "is", v.sleef_exp)
-    if v.compile and key not in compiled:
-        compiled[key] = compiled_core(eager_core, *key)
 
     def reset():
         with torch.no_grad():
@@ -158,8 +156,7 @@ def profile_one(model, x, dtype: str, v, what: str, k: int, chunk: int, peak: fl
         else:
             trainer.step()
 
-    model.decoder.share_image = v.share_image
-    model.decoder.head_in_core = v.head_in_core
+    set_decoder_variant(model.decoder, v)
     trainer.use_fused(v.fused_adam)
     with variant_settings(v):
         try:
@@ -167,13 +164,12 @@ def profile_one(model, x, dtype: str, v, what: str, k: int, chunk: int, peak: fl
             counter = _ConvFlops()  # executed conv FLOPs and kernel times: the eager path
             with counter:
                 run()
-            model.decoder.core = compiled[key] if v.compile else eager_core
+            model.decoder.core = variant_core(v, what, eager_core, compiled)
             run()  # warm-up (and compilation)
             total_us, split, top = _profile(run)
         finally:
             model.decoder.core = eager_core
-            model.decoder.share_image = "auto"
-            model.decoder.head_in_core = True
+            set_decoder_variant(model.decoder, None)
     conv_s = split.get("conv", 0.0) / 1e6
     shapes = []
     if not v.compile:  # the compiled core calls the same kernels (bar bf16 on AMX)

@@ -303,6 +303,24 @@ def compiled_core(core: torch.nn.Module, freeze: bool, sleef_exp: bool) -> torch
     return torch.compile(core) if sleef_exp else torch.compile(core, backend=INDUCTOR)
 
 
+def variant_core(v: Variant, what: str, eager_core: torch.nn.Module,
+                 cache: dict) -> torch.nn.Module:
+    """The core variant ``v`` runs for ``what`` ("train" or "is"): ``eager_core``, or its
+    compiled form, kept in ``cache`` by (freezing, Sleef exp) and compiled on first use."""
+    if not v.compile:
+        return eager_core
+    key = (v.freeze and what == "is", v.sleef_exp)
+    if key not in cache:
+        cache[key] = compiled_core(eager_core, *key)
+    return cache[key]
+
+
+def set_decoder_variant(decoder, v: Variant | None) -> None:
+    """The decoder's switches as variant ``v`` sets them (``None``: the product's defaults)."""
+    decoder.share_image = "auto" if v is None else v.share_image
+    decoder.head_in_core = True if v is None else v.head_in_core
+
+
 @contextlib.contextmanager
 def variant_settings(v: Variant):
     with causal.use_config(impl=v.impl, channels_last=v.channels_last), \
@@ -502,12 +520,8 @@ def bench_one(args, decoder: str, dtype: str, variants: list[Variant], device,
 
     def use(v: Variant, what: str = "is"):
         trainer.use_fused(v.fused_adam)
-        model.decoder.share_image = v.share_image
-        model.decoder.head_in_core = v.head_in_core
-        key = (v.freeze and what == "is", v.sleef_exp)
-        if v.compile and key not in compiled_cores:
-            compiled_cores[key] = compiled_core(eager_core, *key)
-        model.decoder.core = compiled_cores[key] if v.compile else eager_core
+        set_decoder_variant(model.decoder, v)
+        model.decoder.core = variant_core(v, what, eager_core, compiled_cores)
 
     # compile warm-ups (timed: compile time counts against short runs)
     for v in variants:
@@ -547,8 +561,7 @@ def bench_one(args, decoder: str, dtype: str, variants: list[Variant], device,
                     times[(v.name, "is")].append(t)
                     nlls.setdefault(v.name, float(res[0].nll[0]))
     model.decoder.core = eager_core
-    model.decoder.share_image = "auto"
-    model.decoder.head_in_core = True
+    set_decoder_variant(model.decoder, None)
 
     threads = torch.get_num_threads()
     ref = REFERENCE.get(decoder, {})
